@@ -1,0 +1,54 @@
+"""The `tevit-hf` console command.
+
+Each subcommand lives in the module that implements it; that module exposes `add_arguments(parser)` and
+`run(args) -> int`. Modules are imported lazily so `tevit-hf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("tevit_hf.convert_tevit_original_to_hf", "convert an official mmdet checkpoint to a HF folder"),
+    "make-synthetic": ("tevit_hf.data.synthetic", "write a synthetic YouTube-VIS-format dataset"),
+    "evaluate": ("tevit_hf.evaluation.evaluate_command", "run inference on a dataset and score YouTube-VIS AP"),
+    "predict": ("tevit_hf.predict_command", "segment and track the instances of a video file or frame folder"),
+    "demo": ("tevit_hf.demo_command", "train a tiny model on synthetic data and segment a video with it"),
+    "benchmark": ("tevit_hf.benchmark", "measure inference and training speed"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tevit-hf", description="TeViT video instance segmentation tools.")
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ...)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        subparser.set_defaults(_module=module_name)
+        if name in _requested_commands():
+            importlib.import_module(module_name).add_arguments(subparser)
+    return parser
+
+
+def _requested_commands() -> set[str]:
+    return {arg for arg in sys.argv[1:] if arg in COMMANDS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""TeViT model configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+YOUTUBE_VIS_2019_CLASSES = (
+    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey",
+    "hand", "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear",
+    "motorbike", "giraffe", "leopard", "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra",
+    "tiger", "elephant", "snowboard", "boat", "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
+)  # fmt: skip
+
+# PVTv2 layouts (whai362/PVT `pvt_v2_b*`); every variant keeps head dim 64 and sr ratios [8, 4, 2, 1].
+PVT_V2_PRESETS: dict[str, dict[str, Any]] = {
+    "b0": {"backbone_hidden_sizes": [32, 64, 160, 256], "backbone_depths": [2, 2, 2, 2],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
+    "b1": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [2, 2, 2, 2],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
+    "b2": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [3, 4, 6, 3],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
+    "b3": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [3, 4, 18, 3],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
+    "b4": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [3, 8, 27, 3],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
+    "b5": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [3, 6, 40, 3],
+           "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [4, 4, 4, 4]},
+}  # fmt: skip
+
+_BACKBONE_LIST_FIELDS = (
+    "backbone_hidden_sizes",
+    "backbone_depths",
+    "backbone_num_attention_heads",
+    "backbone_sr_ratios",
+    "backbone_mlp_ratios",
+    "backbone_patch_sizes",
+    "backbone_strides",
+    "backbone_paddings",
+)
+
+
+@strict
+class TeViTConfig(PreTrainedConfig):
+    r"""
+    Configuration of a TeViT model (Yang et al., "Temporally Efficient Vision Transformer for Video Instance
+    Segmentation", CVPR 2022). The defaults build the official MsgShifT PVTv2-B1 YouTube-VIS-2019 model
+    (161,832,616 parameters).
+
+    Backbone (MsgShifT = PVTv2 + messenger tokens shifted along time):
+        backbone_hidden_sizes (`list[int]`): channels of the 4 stages.
+        backbone_depths (`list[int]`): blocks per stage.
+        backbone_num_attention_heads (`list[int]`): heads per stage.
+        backbone_sr_ratios (`list[int]`): spatial-reduction ratio of the keys/values per stage (1 = none).
+        backbone_mlp_ratios (`list[int]`): MixFFN hidden width / stage width.
+        backbone_patch_sizes, backbone_strides, backbone_paddings (`list[int]`): overlapping patch embeddings.
+        backbone_layer_norm_eps (`float`): eps of every backbone LayerNorm (1e-6, also patch-embed and stage-end).
+        backbone_hidden_act (`str`): MixFFN activation.
+        drop_path_rate (`float`): stochastic depth, linear over all backbone blocks.
+        num_messenger_tokens (`int`): messenger tokens per frame.
+        messenger_shift_strides (`list[int]`): temporal roll of each token group on even blocks of a stage
+            (odd blocks roll by the negation; the last block of an odd-depth stage does not roll).
+        shift_messengers_at_inference (`bool`): `True` runs the backbone over the whole clip at inference
+            (official code after commit 7db42a2); `False` treats every frame as its own clip (T=1) in the
+            backbone at inference, as the code that produced the released numbers did.
+    Neck and queries:
+        hidden_size (`int`): FPN channels, RoI feature channels and query width.
+        num_queries (`int`): learned proposals (boxes + features).
+    Head (QueryInst cascade of STQI stages):
+        num_head_stages, head_num_attention_heads, head_ffn_dim, head_hidden_act, head_layer_norm_eps,
+        dynamic_conv_dim, num_cls_fcs, num_reg_fcs, box_roi_size, mask_roi_size, roi_sampling_ratio,
+        roi_finest_scale, bbox_delta_means, bbox_delta_stds, bbox_wh_ratio_clip, mask_num_convs,
+        mask_conv_dim, mask_upsample_ratio, batch_norm_eps.
+    Initialisation: initializer_range (messenger tokens), class_prior_prob (focal-loss bias prior).
+    Loss: focal_alpha, focal_gamma, focal_cost_eps, class_cost_weight, bbox_cost_weight, giou_cost_weight,
+        class_loss_weight, bbox_loss_weight, giou_loss_weight, dice_loss_weight, dice_eps, giou_eps,
+        stage_loss_weights (one per head stage).
+    Inference: num_selected_instances (top-k (query, class) pairs), mask_threshold.
+
+    Example:
+
+    ```python
+    >>> from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation
+    >>> config = TeViTConfig.from_pvt_v2_preset("b0", num_head_stages=2)
+    >>> model = TeViTForVideoInstanceSegmentation(config)
+    ```
+    """
+
+    model_type = "tevit"
+
+    num_channels: int = 3
+    backbone_hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 320, 512)
+    backbone_depths: list[int] | tuple[int, ...] = (2, 2, 2, 2)
+    backbone_num_attention_heads: list[int] | tuple[int, ...] = (1, 2, 5, 8)
+    backbone_sr_ratios: list[int] | tuple[int, ...] = (8, 4, 2, 1)
+    backbone_mlp_ratios: list[int] | tuple[int, ...] = (8, 8, 4, 4)
+    backbone_patch_sizes: list[int] | tuple[int, ...] = (7, 3, 3, 3)
+    backbone_strides: list[int] | tuple[int, ...] = (4, 2, 2, 2)
+    backbone_paddings: list[int] | tuple[int, ...] = (3, 1, 1, 1)
+    backbone_layer_norm_eps: float = 1e-6
+    backbone_hidden_act: str = "gelu"
+    drop_path_rate: float | int = 0.1
+    attention_dropout: float | int = 0.0
+    hidden_dropout: float | int = 0.0
+    num_messenger_tokens: int = 32
+    messenger_shift_strides: list[int] | tuple[int, ...] = (1, -1, 2, -2)
+    shift_messengers_at_inference: bool = True
+
+    hidden_size: int = 256
+    num_queries: int = 100
+
+    num_head_stages: int = 6
+    head_num_attention_heads: int = 8
+    head_ffn_dim: int = 2048
+    head_hidden_act: str = "relu"
+    head_layer_norm_eps: float = 1e-5
+    dynamic_conv_dim: int = 64
+    num_cls_fcs: int = 1
+    num_reg_fcs: int = 3
+    box_roi_size: int = 7
+    mask_roi_size: int = 14
+    roi_sampling_ratio: int = 2
+    roi_finest_scale: int = 56
+    bbox_delta_means: list[float] | tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    bbox_delta_stds: list[float] | tuple[float, ...] = (0.5, 0.5, 1.0, 1.0)
+    bbox_wh_ratio_clip: float = 16 / 1000
+    mask_num_convs: int = 4
+    mask_conv_dim: int = 256
+    mask_upsample_ratio: int = 2
+    batch_norm_eps: float = 1e-5
+
+    initializer_range: float = 0.02
+    class_prior_prob: float = 0.01
+
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    focal_cost_eps: float = 1e-12
+    class_cost_weight: float = 2.0
+    bbox_cost_weight: float = 5.0
+    giou_cost_weight: float = 2.0
+    class_loss_weight: float = 2.0
+    bbox_loss_weight: float = 5.0
+    giou_loss_weight: float = 2.0
+    dice_loss_weight: float = 8.0
+    dice_eps: float = 1e-5
+    giou_eps: float = 1e-6
+    stage_loss_weights: list[float] | tuple[float, ...] | None = None
+
+    num_selected_instances: int = 10
+    mask_threshold: float = 0.5
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            self.id2label = dict(enumerate(YOUTUBE_VIS_2019_CLASSES))
+            self.label2id = {name: index for index, name in self.id2label.items()}
+        for name in _BACKBONE_LIST_FIELDS + ("messenger_shift_strides", "bbox_delta_means", "bbox_delta_stds"):
+            setattr(self, name, list(getattr(self, name)))
+        if self.stage_loss_weights is None:
+            self.stage_loss_weights = [1.0] * self.num_head_stages
+        self.stage_loss_weights = [float(weight) for weight in self.stage_loss_weights]
+        super().__post_init__(**kwargs)
+        # `@strict` wraps validator errors in its own exception type; check here first so that users get a
+        # plain `ValueError` naming the inconsistent field.
+        self._check_sizes()
+
+    @property
+    def num_backbone_stages(self) -> int:
+        return len(self.backbone_hidden_sizes)
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the per-class RoI mask logits (28 for the official model)."""
+        return self.mask_roi_size * self.mask_upsample_ratio
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: rejects inconsistent sizes."""
+        super().validate_architecture()
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        num_stages = len(self.backbone_hidden_sizes)
+        for name in _BACKBONE_LIST_FIELDS:
+            if len(getattr(self, name)) != num_stages:
+                raise ValueError(
+                    f"`{name}` has {len(getattr(self, name))} entries but `backbone_hidden_sizes` has {num_stages} "
+                    "stages; every backbone list needs one entry per stage."
+                )
+        for stage, (width, heads) in enumerate(zip(self.backbone_hidden_sizes, self.backbone_num_attention_heads)):
+            if width % heads != 0:
+                raise ValueError(
+                    f"Backbone stage {stage}: hidden size {width} is not divisible by its {heads} attention heads."
+                )
+        if self.hidden_size % self.head_num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) is not divisible by `head_num_attention_heads` "
+                f"({self.head_num_attention_heads})."
+            )
+        if self.num_messenger_tokens < 0:
+            raise ValueError(f"`num_messenger_tokens` must be >= 0, got {self.num_messenger_tokens}.")
+        num_groups = len(self.messenger_shift_strides)
+        if self.num_messenger_tokens > 0 and (num_groups == 0 or self.num_messenger_tokens % num_groups != 0):
+            raise ValueError(
+                f"`num_messenger_tokens` ({self.num_messenger_tokens}) must be divisible by the number of shift "
+                f"groups, len(messenger_shift_strides) = {num_groups}."
+            )
+        if len(self.stage_loss_weights) != self.num_head_stages:
+            raise ValueError(
+                f"`stage_loss_weights` has {len(self.stage_loss_weights)} entries, expected one per head stage "
+                f"(num_head_stages={self.num_head_stages})."
+            )
+        for name in ("bbox_delta_means", "bbox_delta_stds"):
+            if len(getattr(self, name)) != 4:
+                raise ValueError(f"`{name}` needs 4 values (dx, dy, dw, dh), got {getattr(self, name)}.")
+        positive = (
+            "num_queries", "num_head_stages", "box_roi_size", "mask_roi_size", "roi_finest_scale",
+            "hidden_size", "dynamic_conv_dim", "head_ffn_dim", "mask_conv_dim", "num_selected_instances",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
+        if self.num_labels is None or self.num_labels <= 0:
+            raise ValueError(f"The model needs at least one class, got num_labels={self.num_labels}.")
+        if not 0.0 <= self.mask_threshold <= 1.0:
+            raise ValueError(f"`mask_threshold` must be in [0, 1], got {self.mask_threshold}.")
+
+    @classmethod
+    def from_pvt_v2_preset(cls, variant: str, **kwargs: Any) -> TeViTConfig:
+        """Config with the backbone layout of PVTv2 `variant` ("b0" ... "b5"); `kwargs` override any field."""
+        key = variant.lower().removeprefix("pvt_v2_").removeprefix("pvtv2-").removeprefix("pvt-v2-")
+        if key not in PVT_V2_PRESETS:
+            raise ValueError(f"Unknown PVTv2 variant {variant!r}; expected one of {sorted(PVT_V2_PRESETS)}.")
+        return cls(**{**PVT_V2_PRESETS[key], **kwargs})
+
+
+__all__ = ["TeViTConfig", "PVT_V2_PRESETS", "YOUTUBE_VIS_2019_CLASSES"]
