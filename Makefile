@@ -9,7 +9,7 @@ install:
 lint: install
 	$(PYTHON) -m ruff check src tests scripts
 	$(PYTHON) -m ruff format --check src tests scripts
-	mlinter --rules .mlinter-rules.toml src/tevit_hf
+	mlinter --rules-toml .mlinter-rules.toml src/tevit_hf
 
 test: install lint
 	$(PYTHON) -m pytest -q -x tests
