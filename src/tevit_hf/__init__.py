@@ -1,0 +1,42 @@
+"""tevit-hf: TeViT video instance segmentation for Hugging Face Transformers.
+
+Importing the package registers the config, model and processor with the Transformers auto classes, so
+`AutoModel.from_pretrained(folder)` works without `trust_remote_code` when `tevit_hf` is installed.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForUniversalSegmentation
+
+from .configuration_tevit import PVT_V2_PRESETS, YOUTUBE_VIS_2019_CLASSES, TeViTConfig
+from .image_processing_tevit import TeViTImageProcessor
+from .modeling_tevit import (
+    TeViTForVideoInstanceSegmentation,
+    TeViTModel,
+    TeViTModelOutput,
+    TeViTPreTrainedModel,
+    TeViTVideoInstanceSegmentationOutput,
+)
+
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    AutoConfig.register(TeViTConfig.model_type, TeViTConfig, exist_ok=True)
+    AutoModel.register(TeViTConfig, TeViTForVideoInstanceSegmentation, exist_ok=True)
+    AutoModelForUniversalSegmentation.register(TeViTConfig, TeViTForVideoInstanceSegmentation, exist_ok=True)
+    AutoImageProcessor.register(TeViTConfig, image_processor_classes={"pil": TeViTImageProcessor}, exist_ok=True)
+
+
+_register_auto_classes()
+
+__all__ = [
+    "PVT_V2_PRESETS",
+    "YOUTUBE_VIS_2019_CLASSES",
+    "TeViTConfig",
+    "TeViTForVideoInstanceSegmentation",
+    "TeViTImageProcessor",
+    "TeViTModel",
+    "TeViTModelOutput",
+    "TeViTPreTrainedModel",
+    "TeViTVideoInstanceSegmentationOutput",
+]

@@ -1,0 +1,1024 @@
+"""PyTorch TeViT: MsgShifT backbone, FPN and a QueryInst cascade of spatio-temporal query interaction heads.
+
+Faithful to the official implementation (hustvl/TeViT, mmdet 2.23) so converted checkpoints reproduce its outputs;
+`../shared/spec/tevit_architecture.md` in the project documents every quirk kept here. Frames are always ordered
+clip-major: the `N = B * T` axis holds the T frames of clip 0, then clip 1, ...
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, can_return_tuple
+
+from .configuration_tevit import TeViTConfig
+from .loss_tevit import TeViTLoss
+from .ops_tevit import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, boxes_to_rois, decode_box_deltas, multi_level_roi_align
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TeViTModelOutput(ModelOutput):
+    r"""
+    Output of [`TeViTModel`]: the cascade of STQI head stages on top of the backbone and FPN.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
+            Query features after the last head stage.
+        class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
+            Per-frame sigmoid class logits of the last stage.
+        pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
+            Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+        stage_class_logits (`tuple(torch.FloatTensor)`): per stage, `(batch_size, num_frames, num_queries, num_labels)`.
+        stage_boxes (`tuple(torch.FloatTensor)`): per stage, refined `(x1, y1, x2, y2)` boxes in input pixels,
+            `(batch_size, num_frames, num_queries, 4)`, with gradient to that stage's box deltas.
+        stage_attention_features (`tuple(torch.FloatTensor)`): per stage, STQI attention output fed to the mask head,
+            `(batch_size, num_frames, num_queries, hidden_size)`.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
+        feature_maps (`tuple(torch.FloatTensor)`): FPN maps `(batch_size * num_frames, hidden_size, H_l, W_l)`,
+            strides 4, 8, 16, 32, used by the mask branch.
+        backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs
+            `(batch_size * num_frames, C_i, H_i, W_i)`, returned with `output_hidden_states=True`.
+        fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): the FPN maps, returned with
+            `output_hidden_states=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    class_logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    stage_class_logits: tuple[torch.FloatTensor, ...] | None = None
+    stage_boxes: tuple[torch.FloatTensor, ...] | None = None
+    stage_attention_features: tuple[torch.FloatTensor, ...] | None = None
+    image_sizes: torch.LongTensor | None = None
+    feature_maps: tuple[torch.FloatTensor, ...] | None = None
+    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    fpn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class TeViTVideoInstanceSegmentationOutput(ModelOutput):
+    r"""
+    Output of [`TeViTForVideoInstanceSegmentation`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): total training loss, returned when `labels` are given.
+        loss_dict (`dict[str, torch.FloatTensor]`, *optional*): every loss term per stage
+            (`stage{s}_loss_cls`, `stage{s}_loss_bbox`, `stage{s}_loss_iou`, `stage{s}_loss_mask`), unweighted by stage.
+        class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
+            Per-frame sigmoid class logits of the last stage.
+        pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
+            Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+        selected_scores (`torch.FloatTensor` of shape `(batch_size, num_selected_instances)`):
+            Video-level score (mean over frames of the sigmoid probability) of the top-k (query, class) pairs,
+            sorted by decreasing score. No threshold and no NMS, as officially.
+        selected_labels (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their class.
+        selected_query_indices (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their query.
+        selected_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_selected_instances, 4)`):
+            Their per-frame boxes, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+        selected_mask_logits (`torch.FloatTensor` of shape
+            `(batch_size, num_frames, num_selected_instances, mask_size, mask_size)`):
+            Their per-frame RoI mask logits for the selected class, in box coordinates (paste with the boxes).
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
+            Query features after the last head stage.
+        auxiliary_outputs (`list[dict[str, torch.FloatTensor]]`): per earlier stage, `class_logits` and
+            `pred_boxes` in the same formats as the last stage's.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
+        backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs.
+        fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): FPN maps.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict[str, torch.FloatTensor] | None = None
+    class_logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    selected_scores: torch.FloatTensor | None = None
+    selected_labels: torch.LongTensor | None = None
+    selected_query_indices: torch.LongTensor | None = None
+    selected_boxes: torch.FloatTensor | None = None
+    selected_mask_logits: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    auxiliary_outputs: list[dict[str, torch.FloatTensor]] | None = None
+    image_sizes: torch.LongTensor | None = None
+    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    fpn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shared building blocks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention on `(batch, heads, length, head_dim)` inputs; returns `(batch, length, heads, dim)`."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class TeViTAttention(nn.Module):
+    """Multi-head attention with the parameters of `torch.nn.MultiheadAttention` (q/k/v split, bias, 1/sqrt(d)).
+
+    Runs through the Transformers attention-interface switch (`config._attn_implementation`: eager / sdpa).
+    """
+
+    def __init__(self, config: TeViTConfig, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_dropout
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def attend(self, queries: torch.Tensor, keys_values: torch.Tensor) -> torch.Tensor:
+        """`queries` `(batch, L_q, C)`, `keys_values` `(batch, L_kv, C)` -> `(batch, L_q, C)`."""
+        batch_size, query_length, hidden_size = queries.shape
+        query_states = self.q_proj(queries).view(batch_size, query_length, self.num_heads, -1).transpose(1, 2)
+        key_states = self.k_proj(keys_values).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        value_states = self.v_proj(keys_values).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, _ = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            None,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,
+        )
+        return self.out_proj(attn_output.reshape(batch_size, query_length, hidden_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Self-attention: `(batch, length, C)` -> `(batch, length, C)`."""
+        return self.attend(hidden_states, hidden_states)
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (the first axis), as timm/mmcv `DropPath`."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep_prob = 1 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    random_tensor = keep_prob + torch.rand(shape, dtype=hidden_states.dtype, device=hidden_states.device)
+    return hidden_states.div(keep_prob) * random_tensor.floor_()
+
+
+class TeViTDropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return drop_path(hidden_states, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+def constant_patch_conv(tokens: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """Apply `conv` to an infinite constant image whose colour is each token: `tokens @ sum_k(W).T + b`.
+
+    This is how MsgShifT projects messenger tokens through the patch-embedding and spatial-reduction convs.
+    `tokens` `(N, M, C_in)` -> `(N, M, C_out)`.
+    """
+    return F.linear(tokens, conv.weight.sum(dim=(2, 3)), conv.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# MsgShifT backbone
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class TeViTOverlapPatchEmbeddings(nn.Module):
+    """Overlapping strided conv + LayerNorm; messenger tokens go through the same conv as constant patches."""
+
+    def __init__(self, config: TeViTConfig, stage_index: int, in_channels: int):
+        super().__init__()
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        self.projection = nn.Conv2d(
+            in_channels,
+            hidden_size,
+            kernel_size=config.backbone_patch_sizes[stage_index],
+            stride=config.backbone_strides[stage_index],
+            padding=config.backbone_paddings[stage_index],
+        )
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+
+    def forward(
+        self, pixel_values: torch.Tensor, messenger_tokens: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+        embeddings = self.projection(pixel_values)
+        _, _, height, width = embeddings.shape
+        embeddings = self.layer_norm(embeddings.flatten(2).transpose(1, 2))
+        if messenger_tokens is not None:
+            messenger_tokens = self.layer_norm(constant_patch_conv(messenger_tokens, self.projection))
+        return embeddings, messenger_tokens, height, width
+
+
+class TeViTSpatialReductionAttention(TeViTAttention):
+    """PVTv2 spatial-reduction attention with messenger tokens.
+
+    Patch and messenger tokens are all queries. Keys/values are the spatially reduced patch tokens plus the messenger
+    tokens (projected by the reduction conv as constant patches) when `sr_ratio > 1`; with `sr_ratio == 1` they are the
+    patch tokens only (official quirk: messenger tokens are then not keys/values).
+    """
+
+    def __init__(self, config: TeViTConfig, hidden_size: int, num_heads: int, sr_ratio: int):
+        super().__init__(config, hidden_size, num_heads)
+        self.sr_ratio = sr_ratio
+        if sr_ratio > 1:
+            self.spatial_reduction = nn.Conv2d(hidden_size, hidden_size, kernel_size=sr_ratio, stride=sr_ratio)
+            self.layer_norm = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+
+    def forward(
+        self, hidden_states: torch.Tensor, messenger_tokens: torch.Tensor | None, height: int, width: int
+    ) -> torch.Tensor:
+        """`hidden_states` `(N, H*W, C)`, `messenger_tokens` `(N, M, C)` or None -> `(N, H*W [+ M], C)`."""
+        queries = hidden_states if messenger_tokens is None else torch.cat([hidden_states, messenger_tokens], dim=1)
+        if self.sr_ratio > 1:
+            num_frames, _, channels = hidden_states.shape
+            spatial = hidden_states.transpose(1, 2).reshape(num_frames, channels, height, width)
+            keys_values = self.spatial_reduction(spatial).flatten(2).transpose(1, 2)
+            if messenger_tokens is not None:
+                reduced_messengers = constant_patch_conv(messenger_tokens, self.spatial_reduction)
+                keys_values = torch.cat([keys_values, reduced_messengers], dim=1)
+            keys_values = self.layer_norm(keys_values)
+        else:
+            keys_values = hidden_states
+        return self.attend(queries, keys_values)
+
+
+class TeViTMixFeedForward(nn.Module):
+    """PVTv2 MixFFN: fc1 -> 3x3 depth-wise conv -> activation -> fc2. Messenger tokens take the constant-patch path
+    (the depth-wise conv becomes a per-channel scale by its kernel sum plus its bias)."""
+
+    def __init__(self, config: TeViTConfig, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.dense1 = nn.Linear(hidden_size, intermediate_size)
+        self.depthwise_conv = nn.Conv2d(
+            intermediate_size, intermediate_size, kernel_size=3, padding=1, groups=intermediate_size
+        )
+        self.activation = ACT2FN[config.backbone_hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dense2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, messenger_tokens: torch.Tensor | None, height: int, width: int
+    ) -> torch.Tensor:
+        """`(N, H*W, C)` and `(N, M, C)` or None -> `(N, H*W [+ M], C)`."""
+        num_frames, _, _ = hidden_states.shape
+        hidden_states = self.dense1(hidden_states)
+        spatial = hidden_states.transpose(1, 2).reshape(num_frames, -1, height, width)
+        hidden_states = self.depthwise_conv(spatial).flatten(2).transpose(1, 2)
+        if messenger_tokens is not None:
+            messenger_tokens = self.dense1(messenger_tokens)
+            kernel_sum = self.depthwise_conv.weight.sum(dim=(1, 2, 3))
+            messenger_tokens = messenger_tokens * kernel_sum + self.depthwise_conv.bias
+            hidden_states = torch.cat([hidden_states, messenger_tokens], dim=1)
+        hidden_states = self.dropout(self.activation(hidden_states))
+        return self.dropout(self.dense2(hidden_states))
+
+
+class TeViTBackboneLayer(nn.Module):
+    """One MsgShifT block: SR attention and MixFFN over patch + messenger tokens, then the temporal messenger shift."""
+
+    def __init__(
+        self,
+        config: TeViTConfig,
+        stage_index: int,
+        drop_path_rate: float,
+        shift_strides: list[int] | None,
+    ):
+        super().__init__()
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+        self.attention = TeViTSpatialReductionAttention(
+            config,
+            hidden_size,
+            config.backbone_num_attention_heads[stage_index],
+            config.backbone_sr_ratios[stage_index],
+        )
+        self.drop_path = TeViTDropPath(drop_path_rate)
+        self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+        self.mlp = TeViTMixFeedForward(config, hidden_size, hidden_size * config.backbone_mlp_ratios[stage_index])
+        self.shift_strides = shift_strides
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        messenger_tokens: torch.Tensor | None,
+        height: int,
+        width: int,
+        num_frames: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden_states` `(B*T, H*W, C)`, `messenger_tokens` `(B*T, M, C)` or None."""
+        num_patches = hidden_states.shape[1]
+        normed_messengers = None if messenger_tokens is None else self.layer_norm_1(messenger_tokens)
+        attention_output = self.attention(self.layer_norm_1(hidden_states), normed_messengers, height, width)
+        residual = hidden_states if messenger_tokens is None else torch.cat([hidden_states, messenger_tokens], dim=1)
+        # One drop-path mask per frame covers its patch and messenger tokens together (official behaviour).
+        residual = residual + self.drop_path(attention_output)
+        hidden_states, messenger_tokens = self._split(residual, num_patches, messenger_tokens is not None)
+
+        normed_messengers = None if messenger_tokens is None else self.layer_norm_2(messenger_tokens)
+        mlp_output = self.mlp(self.layer_norm_2(hidden_states), normed_messengers, height, width)
+        residual = residual + self.drop_path(mlp_output)
+        hidden_states, messenger_tokens = self._split(residual, num_patches, messenger_tokens is not None)
+        if messenger_tokens is not None and self.shift_strides is not None:
+            messenger_tokens = shift_messenger_tokens(messenger_tokens, self.shift_strides, num_frames)
+        return hidden_states, messenger_tokens
+
+    @staticmethod
+    def _split(tokens: torch.Tensor, num_patches: int, has_messengers: bool):
+        if not has_messengers:
+            return tokens, None
+        return tokens[:, :num_patches], tokens[:, num_patches:]
+
+
+def shift_messenger_tokens(messenger_tokens: torch.Tensor, shift_strides: list[int], num_frames: int) -> torch.Tensor:
+    """Cyclically roll token group g by `shift_strides[g]` frames along time, per clip.
+
+    `messenger_tokens` `(B*T, M, C)` clip-major; the M tokens form `len(shift_strides)` equal groups (`torch.chunk`).
+    `torch.roll(+1)` moves frame t's group to frame t+1 and frame T-1's to frame 0 (wrap-around, as officially).
+    """
+    total_frames, num_tokens, channels = messenger_tokens.shape
+    grouped = messenger_tokens.view(total_frames // num_frames, num_frames, num_tokens, channels)
+    groups = torch.chunk(grouped, len(shift_strides), dim=2)
+    shifted = [torch.roll(group, shifts=stride, dims=1) for group, stride in zip(groups, shift_strides)]
+    return torch.cat(shifted, dim=2).view(total_frames, num_tokens, channels)
+
+
+class TeViTBackboneStage(nn.Module):
+    def __init__(self, config: TeViTConfig, stage_index: int, drop_path_rates: list[float], uses_messengers: bool):
+        super().__init__()
+        in_channels = config.num_channels if stage_index == 0 else config.backbone_hidden_sizes[stage_index - 1]
+        self.patch_embeddings = TeViTOverlapPatchEmbeddings(config, stage_index, in_channels)
+        depth = config.backbone_depths[stage_index]
+        strides = list(config.messenger_shift_strides)
+        reversed_strides = [-stride for stride in strides]
+        layers = []
+        for layer_index in range(depth):
+            # Odd blocks undo the shift of the even block before them; an unpaired last block does not shift.
+            if layer_index == depth - 1 and depth % 2 == 1:
+                layer_strides = None
+            else:
+                layer_strides = strides if layer_index % 2 == 0 else reversed_strides
+            layers.append(TeViTBackboneLayer(config, stage_index, drop_path_rates[layer_index], layer_strides))
+        self.layers = nn.ModuleList(layers)
+        self.layer_norm = nn.LayerNorm(config.backbone_hidden_sizes[stage_index], eps=config.backbone_layer_norm_eps)
+        self.uses_messengers = uses_messengers
+
+    def forward(
+        self, pixel_values: torch.Tensor, messenger_tokens: torch.Tensor | None, num_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`pixel_values` `(B*T, C_in, H, W)` -> feature map `(B*T, C, H', W')` and messenger tokens `(B*T, M, C)`."""
+        if not self.uses_messengers:
+            messenger_tokens = None
+        hidden_states, messenger_tokens, height, width = self.patch_embeddings(pixel_values, messenger_tokens)
+        for layer in self.layers:
+            hidden_states, messenger_tokens = layer(hidden_states, messenger_tokens, height, width, num_frames)
+        hidden_states = self.layer_norm(hidden_states)
+        if messenger_tokens is not None:
+            messenger_tokens = self.layer_norm(messenger_tokens)
+        feature_map = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, height, width)
+        return feature_map, messenger_tokens
+
+
+class TeViTMsgShiftBackbone(nn.Module):
+    """MsgShifT: PVTv2 whose per-frame messenger tokens are shifted across the frames of a clip.
+
+    Messenger tokens are created once at pixel level `(1, M, num_channels)` and re-projected by every stage's patch
+    embedding. In the last stage with `sr_ratio == 1` they are never keys/values and are discarded afterwards, so that
+    provably dead computation is skipped (outputs are bit-identical).
+    """
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__()
+        self.config = config
+        self.messenger_tokens = nn.Parameter(torch.zeros(1, config.num_messenger_tokens, config.num_channels))
+        total_depth = sum(config.backbone_depths)
+        rates = [config.drop_path_rate * index / max(total_depth - 1, 1) for index in range(total_depth)]
+        stages, offset = [], 0
+        num_stages = config.num_backbone_stages
+        for stage_index, depth in enumerate(config.backbone_depths):
+            dead = stage_index == num_stages - 1 and config.backbone_sr_ratios[stage_index] == 1
+            uses_messengers = config.num_messenger_tokens > 0 and not dead
+            stages.append(TeViTBackboneStage(config, stage_index, rates[offset : offset + depth], uses_messengers))
+            offset += depth
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, pixel_values: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
+        """`pixel_values` `(B*T, 3, H, W)` clip-major -> 4 maps `(B*T, C_i, H/4..H/32, W/4..W/32)`."""
+        messenger_tokens = None
+        if self.config.num_messenger_tokens > 0:
+            messenger_tokens = self.messenger_tokens.expand(pixel_values.shape[0], -1, -1).to(pixel_values.dtype)
+        feature_maps = []
+        hidden_states = pixel_values
+        for stage in self.stages:
+            hidden_states, messenger_tokens = stage(hidden_states, messenger_tokens, num_frames)
+            feature_maps.append(hidden_states)
+        return feature_maps
+
+
+class TeViTFeaturePyramidNetwork(nn.Module):
+    """mmdet FPN (no norm, no activation): 1x1 laterals, nearest top-down addition, 3x3 output convs."""
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__()
+        self.lateral_convs = nn.ModuleList(
+            nn.Conv2d(channels, config.hidden_size, kernel_size=1) for channels in config.backbone_hidden_sizes
+        )
+        self.output_convs = nn.ModuleList(
+            nn.Conv2d(config.hidden_size, config.hidden_size, kernel_size=3, padding=1)
+            for _ in config.backbone_hidden_sizes
+        )
+
+    def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        laterals = [conv(feature_map) for conv, feature_map in zip(self.lateral_convs, feature_maps)]
+        for level in range(len(laterals) - 1, 0, -1):
+            laterals[level - 1] = laterals[level - 1] + F.interpolate(
+                laterals[level], size=laterals[level - 1].shape[-2:], mode="nearest"
+            )
+        return [conv(lateral) for conv, lateral in zip(self.output_convs, laterals)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Head: STQI stages and dynamic mask heads
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class TeViTDynamicConv(nn.Module):
+    """Sparse R-CNN dynamic instance interaction: each query generates the two 1x1 kernels applied to its RoI."""
+
+    def __init__(self, config: TeViTConfig, roi_size: int, with_output_projection: bool):
+        super().__init__()
+        hidden_size, dynamic_dim = config.hidden_size, config.dynamic_conv_dim
+        self.hidden_size = hidden_size
+        self.dynamic_dim = dynamic_dim
+        self.dynamic_layer = nn.Linear(hidden_size, 2 * hidden_size * dynamic_dim)
+        self.layer_norm_in = nn.LayerNorm(dynamic_dim, eps=config.head_layer_norm_eps)
+        self.layer_norm_out = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
+        self.activation = nn.ReLU(inplace=False)
+        self.with_output_projection = with_output_projection
+        if with_output_projection:
+            self.output_projection = nn.Linear(hidden_size * roi_size**2, hidden_size)
+            self.output_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
+
+    def forward(self, queries: torch.Tensor, roi_features: torch.Tensor) -> torch.Tensor:
+        """`queries` `(n, D)`, `roi_features` `(n, D, S, S)` -> `(n, D)` with the projection, else `(n, S*S, D)`."""
+        parameters = self.dynamic_layer(queries)
+        split = self.hidden_size * self.dynamic_dim
+        kernel_in = parameters[:, :split].view(-1, self.hidden_size, self.dynamic_dim)
+        kernel_out = parameters[:, split:].view(-1, self.dynamic_dim, self.hidden_size)
+        features = roi_features.flatten(2).transpose(1, 2)
+        features = self.activation(self.layer_norm_in(torch.bmm(features, kernel_in)))
+        features = self.activation(self.layer_norm_out(torch.bmm(features, kernel_out)))
+        if self.with_output_projection:
+            features = self.activation(self.output_layer_norm(self.output_projection(features.flatten(1))))
+        return features
+
+
+class TeViTLinearLayerNormReLU(nn.Module):
+    """`Linear (no bias) -> LayerNorm -> ReLU`, one block of the class/box branches."""
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.head_layer_norm_eps)
+        self.activation = nn.ReLU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.layer_norm(self.dense(hidden_states)))
+
+
+@dataclass
+class TeViTStageOutput:
+    """Outputs of one STQI stage, all `(N = B*T, Q, ...)` frame-major."""
+
+    class_logits: torch.Tensor
+    boxes: torch.Tensor
+    query_features: torch.Tensor
+    attention_features: torch.Tensor
+
+
+class TeViTSpatioTemporalQueryStage(nn.Module):
+    """One cascade stage: the DII head of QueryInst with spatio-temporal query interaction (STQI).
+
+    The same attention module and norm (post-norm) run first over the queries of a frame, then over the frames of each
+    query; then the dynamic conv with the RoI features, the FFN and the class/box branches.
+    """
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__()
+        self.config = config
+        hidden_size = config.hidden_size
+        self.self_attention = TeViTAttention(config, hidden_size, config.head_num_attention_heads)
+        self.self_attention_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
+        self.dynamic_conv = TeViTDynamicConv(config, config.box_roi_size, with_output_projection=True)
+        self.dynamic_conv_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.fc1 = nn.Linear(hidden_size, config.head_ffn_dim)
+        self.activation = ACT2FN[config.head_hidden_act]
+        self.fc2 = nn.Linear(config.head_ffn_dim, hidden_size)
+        self.final_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
+        self.class_fcs = nn.ModuleList(TeViTLinearLayerNormReLU(config) for _ in range(config.num_cls_fcs))
+        self.box_fcs = nn.ModuleList(TeViTLinearLayerNormReLU(config) for _ in range(config.num_reg_fcs))
+        self.class_predictor = nn.Linear(hidden_size, config.num_labels)
+        self.box_delta_predictor = nn.Linear(hidden_size, 4)
+
+    def _query_interaction(self, queries: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """`(B*T, Q, D)`: spatial then temporal attention with shared weights -> `(B*T, Q, D)`."""
+        queries = self.self_attention_layer_norm(queries + self.dropout(self.self_attention(queries)))
+        total_frames, num_queries, hidden_size = queries.shape
+        batch_size = total_frames // num_frames
+        temporal = queries.view(batch_size, num_frames, num_queries, hidden_size).transpose(1, 2)
+        temporal = temporal.reshape(batch_size * num_queries, num_frames, hidden_size)
+        temporal = self.self_attention_layer_norm(temporal + self.dropout(self.self_attention(temporal)))
+        temporal = temporal.view(batch_size, num_queries, num_frames, hidden_size).transpose(1, 2)
+        return temporal.reshape(total_frames, num_queries, hidden_size)
+
+    def forward(
+        self, feature_maps: list[torch.Tensor], boxes: torch.Tensor, queries: torch.Tensor, num_frames: int
+    ) -> TeViTStageOutput:
+        """
+        Args:
+            feature_maps: FPN maps `(B*T, D, H_l, W_l)`.
+            boxes: `(B*T, Q, 4)` current xyxy boxes in input pixels (detached).
+            queries: `(B*T, Q, D)` query features.
+        """
+        total_frames, num_queries, hidden_size = queries.shape
+        roi_features = multi_level_roi_align(
+            feature_maps,
+            boxes_to_rois(boxes),
+            self.config.box_roi_size,
+            self.feature_strides,
+            self.config.roi_sampling_ratio,
+            self.config.roi_finest_scale,
+        )
+        attention_features = self._query_interaction(queries, num_frames)
+        flat_queries = attention_features.reshape(-1, hidden_size)
+        interaction = self.dynamic_conv(flat_queries, roi_features)
+        object_features = self.dynamic_conv_layer_norm(flat_queries + self.dropout(interaction))
+        ffn_output = self.fc2(self.dropout(self.activation(self.fc1(object_features))))
+        object_features = self.final_layer_norm(object_features + self.dropout(ffn_output))
+
+        class_features = object_features
+        for layer in self.class_fcs:
+            class_features = layer(class_features)
+        box_features = object_features
+        for layer in self.box_fcs:
+            box_features = layer(box_features)
+        class_logits = self.class_predictor(class_features).view(total_frames, num_queries, -1)
+        deltas = self.box_delta_predictor(box_features).view(total_frames, num_queries, 4)
+        refined_boxes = decode_box_deltas(
+            boxes, deltas, self.config.bbox_delta_means, self.config.bbox_delta_stds, self.config.bbox_wh_ratio_clip
+        )
+        return TeViTStageOutput(
+            class_logits=class_logits,
+            boxes=refined_boxes,
+            query_features=object_features.view(total_frames, num_queries, hidden_size),
+            attention_features=attention_features,
+        )
+
+    @property
+    def feature_strides(self) -> list[int]:
+        return feature_strides(self.config)
+
+
+def feature_strides(config: TeViTConfig) -> list[int]:
+    """Cumulative strides of the backbone stages (4, 8, 16, 32 for PVTv2), i.e. of the FPN levels."""
+    strides, total = [], 1
+    for stride in config.backbone_strides:
+        total *= stride
+        strides.append(total)
+    return strides
+
+
+class TeViTMaskConvLayer(nn.Module):
+    """`Conv3x3 (no bias) -> BatchNorm -> ReLU`."""
+
+    def __init__(self, config: TeViTConfig, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, config.mask_conv_dim, kernel_size=3, padding=1, bias=False)
+        self.batch_norm = nn.BatchNorm2d(config.mask_conv_dim, eps=config.batch_norm_eps)
+        self.activation = nn.ReLU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.batch_norm(self.conv(hidden_states)))
+
+
+class TeViTDynamicMaskHead(nn.Module):
+    """QueryInst dynamic mask head: dynamic conv on 14x14 RoI features, 4 convs, x2 deconv, per-class logits."""
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__()
+        self.dynamic_conv = TeViTDynamicConv(config, config.mask_roi_size, with_output_projection=False)
+        self.convs = nn.ModuleList(
+            TeViTMaskConvLayer(config, config.hidden_size if index == 0 else config.mask_conv_dim)
+            for index in range(config.mask_num_convs)
+        )
+        upsample_in = config.mask_conv_dim if config.mask_num_convs > 0 else config.hidden_size
+        self.upsample = nn.ConvTranspose2d(
+            upsample_in,
+            config.mask_conv_dim,
+            kernel_size=config.mask_upsample_ratio,
+            stride=config.mask_upsample_ratio,
+        )
+        self.activation = nn.ReLU()
+        self.mask_predictor = nn.Conv2d(config.mask_conv_dim, config.num_labels, kernel_size=1)
+        self.roi_size = config.mask_roi_size
+
+    def forward(self, roi_features: torch.Tensor, attention_features: torch.Tensor) -> torch.Tensor:
+        """`roi_features` `(n, D, S, S)`, `attention_features` `(n, D)` -> `(n, num_labels, 2S, 2S)` logits."""
+        features = self.dynamic_conv(attention_features, roi_features)
+        features = features.transpose(1, 2).reshape(features.shape[0], -1, self.roi_size, self.roi_size)
+        for layer in self.convs:
+            features = layer(features)
+        features = self.activation(self.upsample(features))
+        return self.mask_predictor(features)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pretrained model base, base model, task model
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class TeViTPreTrainedModel(PreTrainedModel):
+    config: TeViTConfig
+    config_class = TeViTConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("video",)
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _no_split_modules = ["TeViTBackboneLayer", "TeViTSpatioTemporalQueryStage", "TeViTDynamicMaskHead"]
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # `_init_weights` initialises container modules (a head stage, the FPN) as a whole, and only through
+        # `transformers.initialization`, which already skips loaded tensors. The custom-code shortcut would skip such
+        # containers because they hold no direct parameters, so it is turned off.
+        super()._initialize_weights(module, is_custom_code=False)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Official initialisation: PVTv2 init in the backbone, Xavier in the FPN and heads (mmdet defaults)."""
+        if isinstance(module, TeViTMsgShiftBackbone):
+            init.trunc_normal_(module.messenger_tokens, std=self.config.initializer_range)
+            for name, submodule in module.named_modules():
+                _init_backbone_module(name, submodule)
+        elif isinstance(module, TeViTFeaturePyramidNetwork):
+            for conv in module.modules():
+                if isinstance(conv, nn.Conv2d):
+                    init.xavier_uniform_(conv.weight)
+                    init.zeros_(conv.bias)
+        elif isinstance(module, TeViTModel):
+            proposal_boxes = torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand_as(module.proposal_boxes.weight)
+            init.copy_(module.proposal_boxes.weight, proposal_boxes)
+            init.normal_(module.proposal_features.weight, mean=0.0, std=1.0)
+        elif isinstance(module, (TeViTSpatioTemporalQueryStage, TeViTDynamicMaskHead)):
+            _init_head_module(module, self.config.class_prior_prob)
+
+
+_ATTENTION_INPUT_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
+
+
+def _init_fused_attention_projections(attention: TeViTAttention) -> None:
+    """The official layers are `nn.MultiheadAttention`: Xavier over the fused `(3C, C)` in-projection, zero biases."""
+    hidden_size = attention.q_proj.weight.shape[1]
+    bound = math.sqrt(6.0 / (hidden_size + 3 * hidden_size))
+    for name in _ATTENTION_INPUT_PROJECTIONS:
+        init.uniform_(getattr(attention, name).weight, -bound, bound)
+        init.zeros_(getattr(attention, name).bias)
+    init.zeros_(attention.out_proj.bias)
+
+
+def _init_backbone_module(name: str, module: nn.Module) -> None:
+    """mmdet `PyramidVisionTransformerV2.init_weights` (the state before ImageNet weights are loaded)."""
+    if isinstance(module, TeViTAttention):
+        _init_fused_attention_projections(module)
+        init.trunc_normal_(module.out_proj.weight, std=0.02)
+    elif isinstance(module, nn.Linear) and not name.endswith(_ATTENTION_INPUT_PROJECTIONS + ("out_proj",)):
+        init.trunc_normal_(module.weight, std=0.02)
+        init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+        init.zeros_(module.bias)
+
+
+def _init_head_module(module: nn.Module, class_prior_prob: float) -> None:
+    """mmdet `DIIHead`/`DynamicMaskHead.init_weights`: Xavier on every >1-D parameter, PyTorch defaults otherwise."""
+    for submodule in module.modules():
+        if isinstance(submodule, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and submodule.bias is not None:
+            fan_in = submodule.weight.shape[1] * math.prod(submodule.weight.shape[2:])
+            bound = 1.0 / math.sqrt(fan_in)
+            init.uniform_(submodule.bias, -bound, bound)
+        elif isinstance(submodule, (nn.LayerNorm, nn.BatchNorm2d)):
+            init.ones_(submodule.weight)
+            init.zeros_(submodule.bias)
+        if isinstance(submodule, nn.BatchNorm2d):
+            init.zeros_(submodule.running_mean)
+            init.ones_(submodule.running_var)
+            init.zeros_(submodule.num_batches_tracked)
+    for name, parameter in module.named_parameters():
+        if parameter.dim() > 1 and not name.endswith(tuple(f"{p}.weight" for p in _ATTENTION_INPUT_PROJECTIONS)):
+            init.xavier_uniform_(parameter)
+    for submodule in module.modules():
+        if isinstance(submodule, TeViTAttention):
+            _init_fused_attention_projections(submodule)
+    if isinstance(module, TeViTSpatioTemporalQueryStage):
+        init.constant_(module.class_predictor.bias, -math.log((1 - class_prior_prob) / class_prior_prob))
+    elif isinstance(module, TeViTDynamicMaskHead):
+        init.zeros_(module.mask_predictor.bias)
+
+
+class TeViTModel(TeViTPreTrainedModel):
+    """Backbone, FPN, learned proposals and the cascade of STQI stages (everything but the mask heads)."""
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__(config)
+        self.backbone = TeViTMsgShiftBackbone(config)
+        self.neck = TeViTFeaturePyramidNetwork(config)
+        self.proposal_boxes = nn.Embedding(config.num_queries, 4)
+        self.proposal_features = nn.Embedding(config.num_queries, config.hidden_size)
+        self.decoder_stages = nn.ModuleList(
+            TeViTSpatioTemporalQueryStage(config) for _ in range(config.num_head_stages)
+        )
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pixel_mask: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> TeViTModelOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+                Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
+            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+                1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
+            output_hidden_states (`bool`, *optional*): also return backbone and FPN maps.
+        """
+        if pixel_values.ndim != 5:
+            raise ValueError(
+                f"`pixel_values` must be (batch_size, num_frames, channels, height, width), got {tuple(pixel_values.shape)}."
+            )
+        batch_size, num_frames, num_channels, height, width = pixel_values.shape
+        if num_channels != self.config.num_channels:
+            raise ValueError(f"Expected {self.config.num_channels} channels in `pixel_values`, got {num_channels}.")
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        images = pixel_values.reshape(batch_size * num_frames, num_channels, height, width)
+        # At inference the released numbers were produced with every frame as its own backbone clip (T=1).
+        backbone_frames = num_frames if (self.training or self.config.shift_messengers_at_inference) else 1
+        backbone_maps = self.backbone(images, backbone_frames)
+        feature_maps = self.neck(backbone_maps)
+
+        image_sizes = self._image_sizes(pixel_mask, batch_size, height, width, pixel_values.device)
+        frame_sizes = image_sizes.repeat_interleave(num_frames, dim=0).to(pixel_values.dtype)
+        scale = torch.stack([frame_sizes[:, 1], frame_sizes[:, 0], frame_sizes[:, 1], frame_sizes[:, 0]], dim=-1)
+        boxes = box_cxcywh_to_xyxy(self.proposal_boxes.weight)[None] * scale[:, None, :]
+        queries = self.proposal_features.weight[None].expand(batch_size * num_frames, -1, -1)
+
+        stage_outputs = []
+        for stage in self.decoder_stages:
+            stage_output = stage(feature_maps, boxes, queries, num_frames)
+            stage_outputs.append(stage_output)
+            boxes = stage_output.boxes.detach()
+            queries = stage_output.query_features
+
+        def per_clip(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.view(batch_size, num_frames, *tensor.shape[1:])
+
+        last = stage_outputs[-1]
+        pred_boxes = box_xyxy_to_cxcywh(last.boxes / scale[:, None, :])
+        return TeViTModelOutput(
+            last_hidden_state=per_clip(last.query_features),
+            class_logits=per_clip(last.class_logits),
+            pred_boxes=per_clip(pred_boxes),
+            stage_class_logits=tuple(per_clip(output.class_logits) for output in stage_outputs),
+            stage_boxes=tuple(per_clip(output.boxes) for output in stage_outputs),
+            stage_attention_features=tuple(per_clip(output.attention_features) for output in stage_outputs),
+            image_sizes=image_sizes,
+            feature_maps=tuple(feature_maps),
+            backbone_hidden_states=tuple(backbone_maps) if output_hidden_states else None,
+            fpn_hidden_states=tuple(feature_maps) if output_hidden_states else None,
+        )
+
+    @staticmethod
+    def _image_sizes(
+        pixel_mask: torch.Tensor | None, batch_size: int, height: int, width: int, device: torch.device
+    ) -> torch.LongTensor:
+        """Unpadded `(height, width)` per clip, `(batch_size, 2)`; the valid area is the top-left rectangle."""
+        if pixel_mask is None:
+            return torch.tensor([[height, width]], device=device, dtype=torch.long).expand(batch_size, 2)
+        if pixel_mask.shape != (batch_size, height, width):
+            raise ValueError(
+                f"`pixel_mask` must be (batch_size, height, width) = {(batch_size, height, width)}, "
+                f"got {tuple(pixel_mask.shape)}."
+            )
+        valid = pixel_mask.bool()
+        heights = valid.any(dim=2).sum(dim=1)
+        widths = valid.any(dim=1).sum(dim=1)
+        return torch.stack([heights, widths], dim=1).long()
+
+
+class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
+    """TeViT with the dynamic mask heads, the training criterion and the official top-k instance selection."""
+
+    def __init__(self, config: TeViTConfig):
+        super().__init__(config)
+        self.model = TeViTModel(config)
+        self.mask_heads = nn.ModuleList(TeViTDynamicMaskHead(config) for _ in range(config.num_head_stages))
+        self.criterion = TeViTLoss(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pixel_mask: torch.LongTensor | None = None,
+        labels: list[dict[str, torch.Tensor]] | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> TeViTVideoInstanceSegmentationOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+                Normalized clips; height and width should be multiples of 32.
+            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+                1 for real pixels, 0 for padding.
+            labels (`list[dict]`, *optional*): one dict per clip with
+                - `class_labels` (`torch.LongTensor` of shape `(num_instances,)`): class of each instance;
+                - `boxes` (`torch.FloatTensor` of shape `(num_frames, num_instances, 4)`): normalized `(cx, cy, w, h)`
+                  relative to the unpadded frame;
+                - `masks` (`torch.BoolTensor` of shape `(num_frames, num_instances, height, width)`): at the padded
+                  input resolution;
+                - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
+                  in frame t (its matched query is background in the frames where it is not).
+            output_hidden_states (`bool`, *optional*): also return backbone and FPN maps.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation
+        >>> model = TeViTForVideoInstanceSegmentation(TeViTConfig.from_pvt_v2_preset("b0", num_head_stages=1)).eval()
+        >>> outputs = model(pixel_values=torch.randn(1, 2, 3, 64, 96))
+        >>> outputs.selected_mask_logits.shape
+        torch.Size([1, 2, 10, 28, 28])
+        ```
+        """
+        outputs: TeViTModelOutput = self.model(
+            pixel_values, pixel_mask=pixel_mask, output_hidden_states=output_hidden_states, return_dict=True
+        )
+        feature_maps = list(outputs.feature_maps)
+        batch_size, num_frames = pixel_values.shape[:2]
+
+        loss, loss_dict = None, None
+        if labels is not None:
+            if len(labels) != batch_size:
+                raise ValueError(f"`labels` needs one dict per clip: got {len(labels)} for a batch of {batch_size}.")
+
+            def predict_masks(stage, frame_index, query_index, boxes, class_labels):
+                attention_features = outputs.stage_attention_features[stage].flatten(0, 1)
+                return self._mask_logits(
+                    stage, feature_maps, frame_index, boxes, attention_features[frame_index, query_index], class_labels
+                )
+
+            loss, loss_dict = self.criterion(
+                stage_class_logits=outputs.stage_class_logits,
+                stage_boxes=outputs.stage_boxes,
+                labels=labels,
+                image_sizes=outputs.image_sizes,
+                predict_masks=predict_masks,
+            )
+
+        selected = {}
+        if labels is None or not self.training:
+            selected = self._select_instances(outputs, feature_maps)
+
+        scale = outputs.image_sizes.flip(-1).repeat(1, 2).to(outputs.pred_boxes.dtype)[:, None, None, :]
+        auxiliary_outputs = [
+            {"class_logits": logits, "pred_boxes": box_xyxy_to_cxcywh(boxes / scale)}
+            for logits, boxes in zip(outputs.stage_class_logits[:-1], outputs.stage_boxes[:-1])
+        ]
+        return TeViTVideoInstanceSegmentationOutput(
+            loss=loss,
+            loss_dict=loss_dict,
+            class_logits=outputs.class_logits,
+            pred_boxes=outputs.pred_boxes,
+            last_hidden_state=outputs.last_hidden_state,
+            auxiliary_outputs=auxiliary_outputs,
+            image_sizes=outputs.image_sizes,
+            backbone_hidden_states=outputs.backbone_hidden_states,
+            fpn_hidden_states=outputs.fpn_hidden_states,
+            **selected,
+        )
+
+    def _mask_logits(
+        self,
+        stage: int,
+        feature_maps: list[torch.Tensor],
+        frame_index: torch.Tensor,
+        boxes: torch.Tensor,
+        attention_features: torch.Tensor,
+        class_labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mask logits of `n` RoIs for their class: frame index `(n,)`, xyxy boxes `(n, 4)` -> `(n, M, M)`."""
+        rois = torch.cat([frame_index[:, None].to(boxes.dtype), boxes], dim=1)
+        roi_features = multi_level_roi_align(
+            feature_maps,
+            rois,
+            self.config.mask_roi_size,
+            feature_strides(self.config),
+            self.config.roi_sampling_ratio,
+            self.config.roi_finest_scale,
+        )
+        logits = self.mask_heads[stage](roi_features, attention_features)
+        return logits[torch.arange(logits.shape[0], device=logits.device), class_labels]
+
+    def _select_instances(
+        self, outputs: TeViTModelOutput, feature_maps: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Official test-time selection: mean sigmoid over frames, top-k (query, class) pairs, last-stage masks."""
+        class_logits = outputs.class_logits
+        batch_size, num_frames, num_queries, num_labels = class_logits.shape
+        num_selected = min(self.config.num_selected_instances, num_queries * num_labels)
+        video_scores = class_logits.sigmoid().mean(dim=1).flatten(1)
+        scores, flat_index = video_scores.topk(num_selected, dim=1)
+        labels = flat_index % num_labels
+        query_index = flat_index // num_labels
+
+        gather_index = query_index[:, None, :, None].expand(-1, num_frames, -1, 4)
+        boxes_xyxy = outputs.stage_boxes[-1].gather(2, gather_index)  # (B, T, K, 4) input pixels
+        attention = outputs.stage_attention_features[-1]
+        attention = attention.gather(2, query_index[:, None, :, None].expand(-1, num_frames, -1, attention.shape[-1]))
+        frame_index = torch.arange(batch_size * num_frames, device=class_logits.device).repeat_interleave(num_selected)
+        frame_labels = labels[:, None, :].expand(-1, num_frames, -1).reshape(-1)
+        mask_logits = self._mask_logits(
+            len(self.mask_heads) - 1,
+            feature_maps,
+            frame_index,
+            boxes_xyxy.reshape(-1, 4),
+            attention.reshape(-1, attention.shape[-1]),
+            frame_labels,
+        )
+        mask_size = mask_logits.shape[-1]
+        scale = outputs.image_sizes.flip(-1).repeat(1, 2).to(boxes_xyxy.dtype)[:, None, None, :]
+        return {
+            "selected_scores": scores,
+            "selected_labels": labels,
+            "selected_query_indices": query_index,
+            "selected_boxes": box_xyxy_to_cxcywh(boxes_xyxy / scale),
+            "selected_mask_logits": mask_logits.view(batch_size, num_frames, num_selected, mask_size, mask_size),
+        }
+
+
+__all__ = [
+    "TeViTForVideoInstanceSegmentation",
+    "TeViTModel",
+    "TeViTPreTrainedModel",
+    "TeViTModelOutput",
+    "TeViTVideoInstanceSegmentationOutput",
+]
