@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny TeViT config and synthetic clip labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tevit_hf import TeViTConfig
+
+
+def tiny_config(**overrides) -> TeViTConfig:
+    """A TeViT small enough for CPU tests (every structural feature of the full model kept)."""
+    values = dict(
+        backbone_hidden_sizes=[8, 16, 24, 32],
+        backbone_num_attention_heads=[1, 1, 1, 1],
+        backbone_mlp_ratios=[2, 2, 2, 2],
+        hidden_size=32,
+        head_num_attention_heads=4,
+        head_ffn_dim=64,
+        dynamic_conv_dim=8,
+        mask_conv_dim=16,
+        num_queries=10,
+        num_head_stages=2,
+        num_messenger_tokens=8,
+        num_labels=3,
+        num_selected_instances=5,
+    )
+    values.update(overrides)
+    return TeViTConfig(**values)
+
+
+def make_clip_labels(num_frames: int, height: int, width: int, absent: list[tuple[int, int]] = ()) -> dict:
+    """Two rectangles (classes 0 and 2) in every frame; `absent` lists (frame, instance) pairs to hide."""
+    boxes_xyxy = torch.tensor([[10.0, 8.0, 40.0, 40.0], [44.0, 20.0, 90.0, 60.0]])
+    masks = torch.zeros(num_frames, 2, height, width, dtype=torch.bool)
+    valid = torch.ones(num_frames, 2, dtype=torch.bool)
+    for instance, (x1, y1, x2, y2) in enumerate(boxes_xyxy.long().tolist()):
+        masks[:, instance, y1:y2, x1:x2] = True
+    for frame, instance in absent:
+        valid[frame, instance] = False
+        masks[frame, instance] = False
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    x1, y1, x2, y2 = (boxes_xyxy / scale).unbind(-1)
+    cxcywh = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+    boxes = cxcywh[None].repeat(num_frames, 1, 1)
+    boxes[~valid] = 0.0
+    return {"class_labels": torch.tensor([0, 2]), "boxes": boxes, "masks": masks, "valid": valid}
+
+
+@pytest.fixture
+def config() -> TeViTConfig:
+    return tiny_config()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
