@@ -65,7 +65,9 @@ def test_training_loss_and_gradients_reach_every_part():
     outputs = model(pixel_values=torch.randn(2, 3, 3, HEIGHT, WIDTH), labels=labels)
     assert torch.isfinite(outputs.loss)
     expected_keys = {
-        f"stage{stage}_loss_{term}" for stage in range(config.num_head_stages) for term in ("cls", "bbox", "iou", "mask")
+        f"stage{stage}_loss_{term}"
+        for stage in range(config.num_head_stages)
+        for term in ("cls", "bbox", "iou", "mask")
     }
     assert set(outputs.loss_dict) == expected_keys
     assert torch.allclose(outputs.loss, sum(outputs.loss_dict.values()))
@@ -120,7 +122,9 @@ def test_save_and_auto_model_round_trip(config, tmp_path):
         assert torch.equal(actual.selected_mask_logits, expected.selected_mask_logits)
         assert torch.equal(actual.class_logits, expected.class_logits)
     # Batch-norm running statistics are buffers and must survive the round trip too.
-    assert torch.equal(loaded.mask_heads[0].convs[0].batch_norm.running_var, model.mask_heads[0].convs[0].batch_norm.running_var)
+    assert torch.equal(
+        loaded.mask_heads[0].convs[0].batch_norm.running_var, model.mask_heads[0].convs[0].batch_norm.running_var
+    )
 
 
 def test_return_dict_false_and_hidden_states(config):

@@ -61,7 +61,9 @@ def test_level_mapping_uses_finest_scale_56():
 
 
 def test_multi_level_roi_align_reads_the_mapped_level():
-    maps = [torch.full((1, 2, 64 // stride, 64 // stride), float(level)) for level, stride in enumerate([4, 8, 16, 32])]
+    maps = [
+        torch.full((1, 2, 64 // stride, 64 // stride), float(level)) for level, stride in enumerate([4, 8, 16, 32])
+    ]
     rois = torch.tensor([[0, 0, 0, 20, 20], [0, 0, 0, 150, 150]], dtype=torch.float32)
     out = multi_level_roi_align(maps, rois, 7, [4, 8, 16, 32], 2, 56)
     assert out[0].unique().tolist() == [0.0]

@@ -1,0 +1,67 @@
+"""Pins the sequence-level matching and the loss terms (spec section 3)."""
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from tevit_hf.loss_tevit import TeViTSequenceHungarianMatcher, dice_loss, sigmoid_focal_loss
+
+
+def test_matching_averages_costs_over_visible_frames_only():
+    config = tiny_config(class_cost_weight=0.0, giou_cost_weight=0.0, bbox_cost_weight=1.0)
+    matcher = TeViTSequenceHungarianMatcher(config)
+    size = torch.tensor([100, 100])
+    target = torch.tensor([[10.0, 10.0, 30.0, 30.0]])
+    # Query 0 fits the target perfectly in frame 0 and is far off in frame 1; query 1 is mediocre in both.
+    pred = torch.tensor(
+        [
+            [[10.0, 10.0, 30.0, 30.0], [15.0, 15.0, 35.0, 35.0]],
+            [[80.0, 80.0, 99.0, 99.0], [15.0, 15.0, 35.0, 35.0]],
+        ]
+    )
+    logits = torch.zeros(2, 2, 3)
+    labels = torch.tensor([1])
+    both_visible = torch.tensor([[True], [True]])
+    query, instance = matcher(logits, pred, size, labels, target.expand(2, 1, 4), both_visible)
+    assert query.tolist() == [1] and instance.tolist() == [0]
+    # When the instance is absent in frame 1, that frame must not count: query 0 wins.
+    only_first = torch.tensor([[True], [False]])
+    query, instance = matcher(logits, pred, size, labels, target.expand(2, 1, 4), only_first)
+    assert query.tolist() == [0]
+
+
+def test_matching_is_one_query_per_instance_and_skips_never_visible_instances():
+    matcher = TeViTSequenceHungarianMatcher(tiny_config())
+    logits = torch.randn(3, 10, 3)
+    pred = torch.tensor([10.0, 10.0, 40.0, 40.0]).expand(3, 10, 4) + torch.rand(3, 10, 4)
+    targets = torch.tensor([[10.0, 10.0, 40.0, 40.0], [50, 50, 60, 60], [0, 0, 5, 5]]).expand(3, 3, 4)
+    valid = torch.tensor([[True, True, False], [True, False, False], [True, True, False]])
+    query, instance = matcher(logits, pred, torch.tensor([64, 96]), torch.tensor([0, 1, 2]), targets, valid)
+    assert sorted(instance.tolist()) == [0, 1]
+    assert len(set(query.tolist())) == 2
+
+
+def test_focal_cost_matches_official_formula():
+    config = tiny_config(bbox_cost_weight=0.0, giou_cost_weight=0.0)
+    matcher = TeViTSequenceHungarianMatcher(config)
+    logits = torch.tensor([[[2.0, -1.0, 0.0], [-3.0, 0.5, 1.0]]])
+    box = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
+    query, _ = matcher(
+        logits, box.expand(1, 2, 4), torch.tensor([10, 10]), torch.tensor([0]), box, torch.ones(1, 1, dtype=torch.bool)
+    )
+    assert query.tolist() == [0]  # the high logit of class 0 is the cheaper query
+
+
+def test_sigmoid_focal_loss_value():
+    logits, targets = torch.tensor([0.3, -1.2]), torch.tensor([1.0, 0.0])
+    p = logits.sigmoid()
+    expected = torch.stack([-0.25 * (1 - p[0]) ** 2 * torch.log(p[0]), -0.75 * p[1] ** 2 * torch.log(1 - p[1])])
+    assert torch.allclose(sigmoid_focal_loss(logits, targets, 0.25, 2.0), expected, atol=1e-6)
+
+
+def test_dice_loss_is_the_squared_vnet_form():
+    probs = torch.full((1, 2, 2), 0.5)
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    # 1 - 2 * 0.5 / ((4 * 0.25 + eps) + (1 + eps))
+    assert dice_loss(probs, targets, 1e-5).item() == pytest.approx(1 - 1.0 / (2 + 2e-5), abs=1e-7)
+    assert dice_loss(targets.clone(), targets, 1e-5).item() == pytest.approx(0.0, abs=1e-4)
