@@ -61,6 +61,12 @@ def test_training_loss_and_gradients_reach_every_part():
     # A small finest scale spreads these small RoIs over all four FPN levels so that every parameter is used.
     config = tiny_config(roi_finest_scale=8)
     model = TeViTForVideoInstanceSegmentation(config).train()
+    # Proposals of several sizes so that the first stage's RoIs cover every FPN level.
+    sizes = torch.tensor([0.1, 0.2, 0.4, 0.8, 1.0]).repeat(2)
+    with torch.no_grad():
+        model.model.proposal_boxes.weight.copy_(
+            torch.stack([torch.full_like(sizes, 0.5), torch.full_like(sizes, 0.5), sizes, sizes], 1)
+        )
     labels = [make_clip_labels(3, HEIGHT, WIDTH), make_clip_labels(3, HEIGHT, WIDTH, absent=[(1, 1)])]
     outputs = model(pixel_values=torch.randn(2, 3, 3, HEIGHT, WIDTH), labels=labels)
     assert torch.isfinite(outputs.loss)

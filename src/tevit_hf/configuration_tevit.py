@@ -1,3 +1,16 @@
+# Copyright 2026 The tevit-hf Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """TeViT model configuration."""
 
 from __future__ import annotations
@@ -6,6 +19,7 @@ from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import auto_docstring
 
 
 YOUTUBE_VIS_2019_CLASSES = (
@@ -43,42 +57,118 @@ _BACKBONE_LIST_FIELDS = (
 )
 
 
+@auto_docstring(custom_intro="Configuration of a TeViT video instance segmentation model.")
 @strict
 class TeViTConfig(PreTrainedConfig):
     r"""
-    Configuration of a TeViT model (Yang et al., "Temporally Efficient Vision Transformer for Video Instance
-    Segmentation", CVPR 2022). The defaults build the official MsgShifT PVTv2-B1 YouTube-VIS-2019 model
-    (161,832,616 parameters).
+    backbone_hidden_sizes (`list[int]`, *optional*, defaults to `[64, 128, 320, 512]`):
+        Channels of the 4 PVTv2 stages.
+    backbone_depths (`list[int]`, *optional*, defaults to `[2, 2, 2, 2]`):
+        Blocks per backbone stage.
+    backbone_num_attention_heads (`list[int]`, *optional*, defaults to `[1, 2, 5, 8]`):
+        Attention heads per backbone stage.
+    backbone_sr_ratios (`list[int]`, *optional*, defaults to `[8, 4, 2, 1]`):
+        Spatial-reduction ratio of the keys/values per stage (1 = none; messenger tokens are then not keys/values).
+    backbone_mlp_ratios (`list[int]`, *optional*, defaults to `[8, 8, 4, 4]`):
+        MixFFN hidden width divided by the stage width.
+    backbone_patch_sizes (`list[int]`, *optional*, defaults to `[7, 3, 3, 3]`):
+        Kernel of each overlapping patch-embedding conv.
+    backbone_strides (`list[int]`, *optional*, defaults to `[4, 2, 2, 2]`):
+        Stride of each patch-embedding conv (the FPN strides are their running products).
+    backbone_paddings (`list[int]`, *optional*, defaults to `[3, 1, 1, 1]`):
+        Padding of each patch-embedding conv.
+    backbone_layer_norm_eps (`float`, *optional*, defaults to `1e-6`):
+        Eps of every backbone LayerNorm, patch-embedding and stage-end norms included.
+    backbone_hidden_act (`str`, *optional*, defaults to `"gelu"`):
+        Activation of the MixFFN.
+    num_messenger_tokens (`int`, *optional*, defaults to `32`):
+        Messenger tokens per frame (0 disables the messenger shift).
+    messenger_shift_strides (`list[int]`, *optional*, defaults to `[1, -1, 2, -2]`):
+        Temporal roll of each messenger token group on even blocks of a stage; odd blocks roll by the negation and
+        the last block of an odd-depth stage does not roll.
+    shift_messengers_at_inference (`bool`, *optional*, defaults to `True`):
+        `True` runs the backbone over the whole clip at inference (official code after commit 7db42a2); `False`
+        treats each frame as its own backbone clip, as the code that produced the released numbers did.
+    num_queries (`int`, *optional*, defaults to `100`):
+        Learned proposals (boxes and features) per frame.
+    num_head_stages (`int`, *optional*, defaults to `6`):
+        Cascaded STQI head stages (each with its own dynamic mask head).
+    head_num_attention_heads (`int`, *optional*, defaults to `8`):
+        Heads of the query attention shared by the spatial and temporal passes.
+    head_ffn_dim (`int`, *optional*, defaults to `2048`):
+        Hidden width of the head FFN.
+    head_hidden_act (`str`, *optional*, defaults to `"relu"`):
+        Activation of the head FFN.
+    head_layer_norm_eps (`float`, *optional*, defaults to `1e-5`):
+        Eps of the head and dynamic-conv LayerNorms.
+    dynamic_conv_dim (`int`, *optional*, defaults to `64`):
+        Inner width of the dynamic instance-interaction convs.
+    num_cls_fcs (`int`, *optional*, defaults to `1`):
+        Linear-LayerNorm-ReLU blocks before the class logits.
+    num_reg_fcs (`int`, *optional*, defaults to `3`):
+        Linear-LayerNorm-ReLU blocks before the box deltas.
+    box_roi_size (`int`, *optional*, defaults to `7`):
+        RoIAlign output side for the box branch.
+    mask_roi_size (`int`, *optional*, defaults to `14`):
+        RoIAlign output side for the mask branch.
+    roi_sampling_ratio (`int`, *optional*, defaults to `2`):
+        RoIAlign sample points per bin side.
+    roi_finest_scale (`int`, *optional*, defaults to `56`):
+        RoIs smaller than 2x this scale are pooled from the finest FPN level.
+    bbox_delta_means (`list[float]`, *optional*, defaults to `[0.0, 0.0, 0.0, 0.0]`):
+        Means of the box-delta coder.
+    bbox_delta_stds (`list[float]`, *optional*, defaults to `[0.5, 0.5, 1.0, 1.0]`):
+        Standard deviations of the box-delta coder.
+    bbox_wh_ratio_clip (`float`, *optional*, defaults to `0.016`):
+        Log-scale clamp of the width/height deltas is `abs(log(bbox_wh_ratio_clip))`.
+    mask_num_convs (`int`, *optional*, defaults to `4`):
+        Conv-BatchNorm-ReLU blocks of the mask head.
+    mask_conv_dim (`int`, *optional*, defaults to `256`):
+        Channels of the mask-head convs.
+    mask_upsample_ratio (`int`, *optional*, defaults to `2`):
+        Deconv upsampling of the mask head (mask side = mask_roi_size x this).
+    batch_norm_eps (`float`, *optional*, defaults to `1e-5`):
+        Eps of the mask-head BatchNorms.
+    class_prior_prob (`float`, *optional*, defaults to `0.01`):
+        Prior probability that sets the initial class-logit bias.
+    focal_alpha (`float`, *optional*, defaults to `0.25`):
+        Focal loss and focal matching-cost alpha.
+    focal_gamma (`float`, *optional*, defaults to `2.0`):
+        Focal loss and focal matching-cost gamma.
+    focal_cost_eps (`float`, *optional*, defaults to `1e-12`):
+        Eps inside the logs of the focal matching cost.
+    class_cost_weight (`float`, *optional*, defaults to `2.0`):
+        Weight of the focal classification cost in matching.
+    bbox_cost_weight (`float`, *optional*, defaults to `5.0`):
+        Weight of the normalised L1 box cost in matching.
+    giou_cost_weight (`float`, *optional*, defaults to `2.0`):
+        Weight of the GIoU cost in matching.
+    class_loss_weight (`float`, *optional*, defaults to `2.0`):
+        Weight of the focal classification loss.
+    bbox_loss_weight (`float`, *optional*, defaults to `5.0`):
+        Weight of the normalised L1 box loss.
+    giou_loss_weight (`float`, *optional*, defaults to `2.0`):
+        Weight of the GIoU loss.
+    dice_loss_weight (`float`, *optional*, defaults to `8.0`):
+        Weight of the dice mask loss.
+    dice_eps (`float`, *optional*, defaults to `1e-5`):
+        Eps of the dice loss denominators.
+    giou_eps (`float`, *optional*, defaults to `1e-6`):
+        Eps of the GIoU union and enclosing areas.
+    stage_loss_weights (`list[float]`, *optional*, defaults to `[1.0] * num_head_stages`):
+        Loss weight of each head stage.
+    num_selected_instances (`int`, *optional*, defaults to `10`):
+        Top-k (query, class) pairs kept per video at inference.
+    mask_threshold (`float`, *optional*, defaults to `0.5`):
+        Probability threshold of the pasted masks.
+    initializer_range (`float`, *optional*, defaults to `0.02`):
+        Std of the truncated-normal messenger-token initialisation.
+    drop_path_rate (`float`, *optional*, defaults to `0.1`):
+        Stochastic depth, linear over all backbone blocks.
+    hidden_size (`int`, *optional*, defaults to `256`):
+        FPN channels, RoI feature channels and query width.
 
-    Backbone (MsgShifT = PVTv2 + messenger tokens shifted along time):
-        backbone_hidden_sizes (`list[int]`): channels of the 4 stages.
-        backbone_depths (`list[int]`): blocks per stage.
-        backbone_num_attention_heads (`list[int]`): heads per stage.
-        backbone_sr_ratios (`list[int]`): spatial-reduction ratio of the keys/values per stage (1 = none).
-        backbone_mlp_ratios (`list[int]`): MixFFN hidden width / stage width.
-        backbone_patch_sizes, backbone_strides, backbone_paddings (`list[int]`): overlapping patch embeddings.
-        backbone_layer_norm_eps (`float`): eps of every backbone LayerNorm (1e-6, also patch-embed and stage-end).
-        backbone_hidden_act (`str`): MixFFN activation.
-        drop_path_rate (`float`): stochastic depth, linear over all backbone blocks.
-        num_messenger_tokens (`int`): messenger tokens per frame.
-        messenger_shift_strides (`list[int]`): temporal roll of each token group on even blocks of a stage
-            (odd blocks roll by the negation; the last block of an odd-depth stage does not roll).
-        shift_messengers_at_inference (`bool`): `True` runs the backbone over the whole clip at inference
-            (official code after commit 7db42a2); `False` treats every frame as its own clip (T=1) in the
-            backbone at inference, as the code that produced the released numbers did.
-    Neck and queries:
-        hidden_size (`int`): FPN channels, RoI feature channels and query width.
-        num_queries (`int`): learned proposals (boxes + features).
-    Head (QueryInst cascade of STQI stages):
-        num_head_stages, head_num_attention_heads, head_ffn_dim, head_hidden_act, head_layer_norm_eps,
-        dynamic_conv_dim, num_cls_fcs, num_reg_fcs, box_roi_size, mask_roi_size, roi_sampling_ratio,
-        roi_finest_scale, bbox_delta_means, bbox_delta_stds, bbox_wh_ratio_clip, mask_num_convs,
-        mask_conv_dim, mask_upsample_ratio, batch_norm_eps.
-    Initialisation: initializer_range (messenger tokens), class_prior_prob (focal-loss bias prior).
-    Loss: focal_alpha, focal_gamma, focal_cost_eps, class_cost_weight, bbox_cost_weight, giou_cost_weight,
-        class_loss_weight, bbox_loss_weight, giou_loss_weight, dice_loss_weight, dice_eps, giou_eps,
-        stage_loss_weights (one per head stage).
-    Inference: num_selected_instances (top-k (query, class) pairs), mask_threshold.
+    The defaults build the official MsgShifT PVTv2-B1 YouTube-VIS-2019 model (161,832,616 parameters, 40 classes).
 
     Example:
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The tevit-hf Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Image processor for TeViT: videos in, `pixel_values` out; model outputs in, per-video instances out.
 
 Pre-processing reproduces the official TeViT test pipeline (mmdet `Resize(keep_ratio=True)` with mmcv `imrescale`,
@@ -31,7 +44,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import ChannelDimension, PILImageResampling, infer_channel_dimension_format
 from transformers.processing_utils import ImagesKwargs
-from transformers.utils import TensorType, logging
+from transformers.utils import TensorType, auto_docstring, logging
 
 from .ops_tevit import box_cxcywh_to_xyxy, paste_masks_in_image
 
@@ -403,34 +416,32 @@ def _get_output_field(outputs: Any, name: str) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@auto_docstring(custom_intro="Constructs a TeViT video processor (PIL / NumPy / torch only, no torchvision).")
 class TeViTImageProcessor(BaseImageProcessor):
     r"""
-    Constructs a TeViT video processor (PIL / NumPy / torch only, no torchvision).
-
-    Args:
-        do_resize (`bool`, *optional*, defaults to `True`):
-            Resize every frame keeping its aspect ratio (mmcv `imrescale` rule, see `get_keep_ratio_resize_size`).
-        size (`dict[str, int]`, *optional*, defaults to `{"longest_edge": 640, "shortest_edge": 360}`):
-            Keep-ratio fit bounds (`longest_edge` and/or `shortest_edge`), or `{"height", "width"}` for a fixed size.
-        resample (`PILImageResampling`, *optional*, defaults to `PILImageResampling.BILINEAR`):
-            `NEAREST`, `BILINEAR` or `BICUBIC`, implemented like cv2 (no antialiasing), as the official pipeline.
-        do_rescale (`bool`, *optional*, defaults to `True`):
-            Multiply pixel values by `rescale_factor`.
-        rescale_factor (`float`, *optional*, defaults to `1 / 255`):
-            Rescale factor.
-        do_normalize (`bool`, *optional*, defaults to `True`):
-            Normalise with `image_mean` / `image_std` (per RGB channel).
-        image_mean (`list[float]`, *optional*, defaults to `[123.675, 116.28, 103.53] / 255`):
-            Channel means (RGB, on the rescaled scale).
-        image_std (`list[float]`, *optional*, defaults to `[58.395, 57.12, 57.375] / 255`):
-            Channel standard deviations.
-        do_pad (`bool`, *optional*, defaults to `True`):
-            Pad bottom/right with zeros (after normalisation) to a multiple of `pad_size_divisor`, then to the largest
-            video of the batch (or to `pad_size`).
-        pad_size_divisor (`int`, *optional*, defaults to `32`):
-            Padded height and width are multiples of this.
-        pad_size (`dict[str, int]`, *optional*):
-            Fixed `{"height", "width"}` to pad every video to (must fit every resized video).
+    do_resize (`bool`, *optional*, defaults to `True`):
+        Resize every frame keeping its aspect ratio (mmcv `imrescale` rule, see `get_keep_ratio_resize_size`).
+    size (`dict[str, int]`, *optional*, defaults to `{"longest_edge": 640, "shortest_edge": 360}`):
+        Keep-ratio fit bounds (`longest_edge` and/or `shortest_edge`), or `{"height", "width"}` for a fixed size.
+    resample (`PILImageResampling`, *optional*, defaults to `PILImageResampling.BILINEAR`):
+        `NEAREST`, `BILINEAR` or `BICUBIC`, implemented like cv2 (no antialiasing), as the official pipeline.
+    do_rescale (`bool`, *optional*, defaults to `True`):
+        Multiply pixel values by `rescale_factor`.
+    rescale_factor (`float`, *optional*, defaults to `1 / 255`):
+        Rescale factor.
+    do_normalize (`bool`, *optional*, defaults to `True`):
+        Normalise with `image_mean` / `image_std` (per RGB channel).
+    image_mean (`list[float]`, *optional*, defaults to `[123.675, 116.28, 103.53] / 255`):
+        Channel means (RGB, on the rescaled scale).
+    image_std (`list[float]`, *optional*, defaults to `[58.395, 57.12, 57.375] / 255`):
+        Channel standard deviations.
+    do_pad (`bool`, *optional*, defaults to `True`):
+        Pad bottom/right with zeros (after normalisation) to a multiple of `pad_size_divisor`, then to the largest
+        video of the batch (or to `pad_size`).
+    pad_size_divisor (`int`, *optional*, defaults to `32`):
+        Padded height and width are multiples of this.
+    pad_size (`dict[str, int]`, *optional*):
+        Fixed `{"height", "width"}` to pad every video to (must fit every resized video).
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -451,6 +462,10 @@ class TeViTImageProcessor(BaseImageProcessor):
         pad_size: dict[str, int] | None = None,
         **kwargs,
     ) -> None:
+        r"""
+        pad_size_divisor (`int`, *optional*, defaults to `32`):
+            Padded height and width are multiples of this.
+        """
         super().__init__(**kwargs)
         self.do_resize = do_resize
         self.size = dict(size) if size is not None else dict(TEVIT_DEFAULT_SIZE)
@@ -516,6 +531,7 @@ class TeViTImageProcessor(BaseImageProcessor):
             raise ValueError("No input: pass `videos` (a video or a list of videos).")
         return self.preprocess(videos, **kwargs)
 
+    @auto_docstring
     def preprocess(
         self,
         videos: Any,
@@ -534,30 +550,25 @@ class TeViTImageProcessor(BaseImageProcessor):
         return_tensors: str | TensorType | None = None,
         **kwargs,
     ) -> BatchFeature:
-        """Resize, rescale, normalise and pad one video or a batch of videos.
+        r"""
+        videos (`Any`):
+            One video or a list of videos. A video is a list of PIL images, a list of frame file paths (opened with
+            PIL; video files must be decoded first), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)` arrays or tensors,
+            or one `(T, H, W, C)` / `(T, C, H, W)` array or tensor; a 5-D array is a batch. See `make_batched_videos`
+            for how a single video is told from a batch. Grayscale frames are replicated to RGB and the alpha channel
+            of RGBA frames is dropped. Arrays are read as RGB. Videos of different lengths in one batch raise a
+            `ValueError` (batches are not padded along time); videos of different sizes are padded to the largest.
+        pad_size_divisor (`int`, *optional*):
+            Padded height and width are multiples of this (32 by default).
+        pad_size (`dict[str, int]`, *optional*):
+            Fixed `{"height", "width"}` to pad every video to (must fit every resized video).
+        input_data_format (`str` or `ChannelDimension`, *optional*):
+            Channel layout of array frames (`"channels_first"` / `"channels_last"`); inferred once per 4-D video.
 
-        Args:
-            videos: one video or a list of videos. A video is a list of PIL images, a list of frame file paths
-                (opened with PIL; video files must be decoded first), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)`
-                arrays or tensors, or one `(T, H, W, C)` / `(T, C, H, W)` array or tensor; a 5-D array is a batch.
-                See `make_batched_videos` for how a single video is told from a batch. Grayscale frames are replicated
-                to RGB and the alpha channel of RGBA frames is dropped. Arrays are read as RGB.
-            input_data_format: channel layout of array frames (`"channels_first"` / `"channels_last"`); inferred
-                (once per 4-D video) when not given.
-            return_tensors: `"pt"` for torch tensors, `"np"` or `None` for NumPy arrays.
-            The other arguments override the processor's settings for this call (see the class docstring).
-
-        Returns:
-            `BatchFeature` with
-            - `pixel_values` `(B, T, 3, H_pad, W_pad)` float32;
-            - `pixel_mask` `(B, H_pad, W_pad)` int64, 1 on the resized video, 0 on padding;
-            - `image_sizes` `(B, 2)` int64, resized unpadded `(height, width)` of each video;
-            - `original_sizes` `(B, 2)` int64, `(height, width)` of each video's input frames.
-
-        Raises:
-            ValueError: videos of different lengths in one batch (batches are not padded along time: pass such
-                videos one at a time), frames of different sizes inside one video, empty videos, unreadable frames.
-            FileNotFoundError: a frame path that does not exist.
+        Returns a `BatchFeature` with `pixel_values` `(B, T, 3, H_pad, W_pad)` float32, `pixel_mask`
+        `(B, H_pad, W_pad)` int64 (1 on the resized video, 0 on padding), `image_sizes` `(B, 2)` (resized unpadded
+        `(height, width)`) and `original_sizes` `(B, 2)`. Raises `FileNotFoundError` for a missing frame path and
+        `ValueError` for frames of different sizes inside one video, empty videos or unreadable frames.
         """
         ignored = {key for key, value in kwargs.items() if value is not None}
         ignored -= {"do_convert_rgb", "data_format"}  # always RGB, always channels-first

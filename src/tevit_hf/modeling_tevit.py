@@ -1,3 +1,16 @@
+# Copyright 2026 The tevit-hf Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """PyTorch TeViT: MsgShifT backbone, FPN and a QueryInst cascade of spatio-temporal query interaction heads.
 
 Faithful to the official implementation (hustvl/TeViT, mmdet 2.23) so converted checkpoints reproduce its outputs;
@@ -18,7 +31,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, auto_docstring, can_return_tuple
 
 from .configuration_tevit import TeViTConfig
 from .loss_tevit import TeViTLoss
@@ -30,30 +43,28 @@ from .ops_tevit import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, boxes_to_rois, de
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@auto_docstring(custom_intro="Output of [`TeViTModel`]: the cascade of STQI head stages on the backbone and FPN.")
 @dataclass
 class TeViTModelOutput(ModelOutput):
     r"""
-    Output of [`TeViTModel`]: the cascade of STQI head stages on top of the backbone and FPN.
-
-    Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
-            Query features after the last head stage.
-        class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
-            Per-frame sigmoid class logits of the last stage.
-        pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
-            Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
-        stage_class_logits (`tuple(torch.FloatTensor)`): per stage, `(batch_size, num_frames, num_queries, num_labels)`.
-        stage_boxes (`tuple(torch.FloatTensor)`): per stage, refined `(x1, y1, x2, y2)` boxes in input pixels,
-            `(batch_size, num_frames, num_queries, 4)`, with gradient to that stage's box deltas.
-        stage_attention_features (`tuple(torch.FloatTensor)`): per stage, STQI attention output fed to the mask head,
-            `(batch_size, num_frames, num_queries, hidden_size)`.
-        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
-        feature_maps (`tuple(torch.FloatTensor)`): FPN maps `(batch_size * num_frames, hidden_size, H_l, W_l)`,
-            strides 4, 8, 16, 32, used by the mask branch.
-        backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs
-            `(batch_size * num_frames, C_i, H_i, W_i)`, returned with `output_hidden_states=True`.
-        fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): the FPN maps, returned with
-            `output_hidden_states=True`.
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
+        Query features after the last head stage.
+    class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
+        Per-frame sigmoid class logits of the last stage.
+    pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
+        Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+    stage_class_logits (`tuple(torch.FloatTensor)`): per stage, `(batch_size, num_frames, num_queries, num_labels)`.
+    stage_boxes (`tuple(torch.FloatTensor)`): per stage, refined `(x1, y1, x2, y2)` boxes in input pixels,
+        `(batch_size, num_frames, num_queries, 4)`, with gradient to that stage's box deltas.
+    stage_attention_features (`tuple(torch.FloatTensor)`): per stage, STQI attention output fed to the mask head,
+        `(batch_size, num_frames, num_queries, hidden_size)`.
+    image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
+    feature_maps (`tuple(torch.FloatTensor)`): FPN maps `(batch_size * num_frames, hidden_size, H_l, W_l)`,
+        strides 4, 8, 16, 32, used by the mask branch.
+    backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs
+        `(batch_size * num_frames, C_i, H_i, W_i)`, returned with `output_hidden_states=True`.
+    fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): the FPN maps, returned with
+        `output_hidden_states=True`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -68,36 +79,34 @@ class TeViTModelOutput(ModelOutput):
     fpn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+@auto_docstring(custom_intro="Output of [`TeViTForVideoInstanceSegmentation`].")
 @dataclass
 class TeViTVideoInstanceSegmentationOutput(ModelOutput):
     r"""
-    Output of [`TeViTForVideoInstanceSegmentation`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): total training loss, returned when `labels` are given.
-        loss_dict (`dict[str, torch.FloatTensor]`, *optional*): every loss term per stage
-            (`stage{s}_loss_cls`, `stage{s}_loss_bbox`, `stage{s}_loss_iou`, `stage{s}_loss_mask`), unweighted by stage.
-        class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
-            Per-frame sigmoid class logits of the last stage.
-        pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
-            Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
-        selected_scores (`torch.FloatTensor` of shape `(batch_size, num_selected_instances)`):
-            Video-level score (mean over frames of the sigmoid probability) of the top-k (query, class) pairs,
-            sorted by decreasing score. No threshold and no NMS, as officially.
-        selected_labels (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their class.
-        selected_query_indices (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their query.
-        selected_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_selected_instances, 4)`):
-            Their per-frame boxes, normalized `(cx, cy, w, h)` relative to the unpadded frame.
-        selected_mask_logits (`torch.FloatTensor` of shape
-            `(batch_size, num_frames, num_selected_instances, mask_size, mask_size)`):
-            Their per-frame RoI mask logits for the selected class, in box coordinates (paste with the boxes).
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
-            Query features after the last head stage.
-        auxiliary_outputs (`list[dict[str, torch.FloatTensor]]`): per earlier stage, `class_logits` and
-            `pred_boxes` in the same formats as the last stage's.
-        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
-        backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs.
-        fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): FPN maps.
+    loss (`torch.FloatTensor` of shape `()`, *optional*): total training loss, returned when `labels` are given.
+    loss_dict (`dict[str, torch.FloatTensor]`, *optional*): every loss term per stage
+        (`stage{s}_loss_cls`, `stage{s}_loss_bbox`, `stage{s}_loss_iou`, `stage{s}_loss_mask`), unweighted by stage.
+    class_logits (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, num_labels)`):
+        Per-frame sigmoid class logits of the last stage.
+    pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, 4)`):
+        Per-frame boxes of the last stage, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+    selected_scores (`torch.FloatTensor` of shape `(batch_size, num_selected_instances)`):
+        Video-level score (mean over frames of the sigmoid probability) of the top-k (query, class) pairs,
+        sorted by decreasing score. No threshold and no NMS, as officially.
+    selected_labels (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their class.
+    selected_query_indices (`torch.LongTensor` of shape `(batch_size, num_selected_instances)`): their query.
+    selected_boxes (`torch.FloatTensor` of shape `(batch_size, num_frames, num_selected_instances, 4)`):
+        Their per-frame boxes, normalized `(cx, cy, w, h)` relative to the unpadded frame.
+    selected_mask_logits (`torch.FloatTensor` of shape
+        `(batch_size, num_frames, num_selected_instances, mask_size, mask_size)`):
+        Their per-frame RoI mask logits for the selected class, in box coordinates (paste with the boxes).
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_frames, num_queries, hidden_size)`):
+        Query features after the last head stage.
+    auxiliary_outputs (`list[dict[str, torch.FloatTensor]]`): per earlier stage, `class_logits` and
+        `pred_boxes` in the same formats as the last stage's.
+    image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
+    backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs.
+    fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): FPN maps.
     """
 
     loss: torch.FloatTensor | None = None
@@ -147,8 +156,14 @@ class TeViTAttention(nn.Module):
     Runs through the Transformers attention-interface switch (`config._attn_implementation`: eager / sdpa).
     """
 
-    def __init__(self, config: TeViTConfig, hidden_size: int, num_heads: int):
+    def __init__(self, config: TeViTConfig, stage_index: int | None = None):
         super().__init__()
+        # Backbone stage `stage_index`, or the head stages when None.
+        if stage_index is None:
+            hidden_size, num_heads = config.hidden_size, config.head_num_attention_heads
+        else:
+            hidden_size = config.backbone_hidden_sizes[stage_index]
+            num_heads = config.backbone_num_attention_heads[stage_index]
         self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
@@ -256,9 +271,12 @@ class TeViTSpatialReductionAttention(TeViTAttention):
     patch tokens only (official quirk: messenger tokens are then not keys/values).
     """
 
-    def __init__(self, config: TeViTConfig, hidden_size: int, num_heads: int, sr_ratio: int):
-        super().__init__(config, hidden_size, num_heads)
+    def __init__(self, config: TeViTConfig, stage_index: int):
+        super().__init__(config, stage_index)
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        sr_ratio = config.backbone_sr_ratios[stage_index]
         self.sr_ratio = sr_ratio
+        # CODEPATH: PVTv2 stages with sr_ratio > 1 (all but the last) own a reduction conv and norm.
         if sr_ratio > 1:
             self.spatial_reduction = nn.Conv2d(hidden_size, hidden_size, kernel_size=sr_ratio, stride=sr_ratio)
             self.layer_norm = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
@@ -285,8 +303,10 @@ class TeViTMixFeedForward(nn.Module):
     """PVTv2 MixFFN: fc1 -> 3x3 depth-wise conv -> activation -> fc2. Messenger tokens take the constant-patch path
     (the depth-wise conv becomes a per-channel scale by its kernel sum plus its bias)."""
 
-    def __init__(self, config: TeViTConfig, hidden_size: int, intermediate_size: int):
+    def __init__(self, config: TeViTConfig, stage_index: int):
         super().__init__()
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        intermediate_size = hidden_size * config.backbone_mlp_ratios[stage_index]
         self.dense1 = nn.Linear(hidden_size, intermediate_size)
         self.depthwise_conv = nn.Conv2d(
             intermediate_size, intermediate_size, kernel_size=3, padding=1, groups=intermediate_size
@@ -325,15 +345,10 @@ class TeViTBackboneLayer(nn.Module):
         super().__init__()
         hidden_size = config.backbone_hidden_sizes[stage_index]
         self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
-        self.attention = TeViTSpatialReductionAttention(
-            config,
-            hidden_size,
-            config.backbone_num_attention_heads[stage_index],
-            config.backbone_sr_ratios[stage_index],
-        )
+        self.attention = TeViTSpatialReductionAttention(config, stage_index)
         self.drop_path = TeViTDropPath(drop_path_rate)
         self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
-        self.mlp = TeViTMixFeedForward(config, hidden_size, hidden_size * config.backbone_mlp_ratios[stage_index])
+        self.mlp = TeViTMixFeedForward(config, stage_index)
         self.shift_strides = shift_strides
 
     def forward(
@@ -435,6 +450,7 @@ class TeViTMsgShiftBackbone(nn.Module):
         num_stages = config.num_backbone_stages
         for stage_index, depth in enumerate(config.backbone_depths):
             dead = stage_index == num_stages - 1 and config.backbone_sr_ratios[stage_index] == 1
+            # CODEPATH: every released MsgShifT checkpoint has messenger tokens; 0 gives a plain PVTv2 backbone.
             uses_messengers = config.num_messenger_tokens > 0 and not dead
             stages.append(TeViTBackboneStage(config, stage_index, rates[offset : offset + depth], uses_messengers))
             offset += depth
@@ -443,6 +459,7 @@ class TeViTMsgShiftBackbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
         """`pixel_values` `(B*T, 3, H, W)` clip-major -> 4 maps `(B*T, C_i, H/4..H/32, W/4..W/32)`."""
         messenger_tokens = None
+        # CODEPATH: 0 messenger tokens = the "STQI only" variants without messenger shift.
         if self.config.num_messenger_tokens > 0:
             messenger_tokens = self.messenger_tokens.expand(pixel_values.shape[0], -1, -1).to(pixel_values.dtype)
         feature_maps = []
@@ -545,7 +562,7 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
         super().__init__()
         self.config = config
         hidden_size = config.hidden_size
-        self.self_attention = TeViTAttention(config, hidden_size, config.head_num_attention_heads)
+        self.self_attention = TeViTAttention(config)
         self.self_attention_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
         self.dynamic_conv = TeViTDynamicConv(config, config.box_roi_size, with_output_projection=True)
         self.dynamic_conv_layer_norm = nn.LayerNorm(hidden_size, eps=config.head_layer_norm_eps)
@@ -650,6 +667,7 @@ class TeViTDynamicMaskHead(nn.Module):
             TeViTMaskConvLayer(config, config.hidden_size if index == 0 else config.mask_conv_dim)
             for index in range(config.mask_num_convs)
         )
+        # CODEPATH: official heads have 4 convs; a conv-free head feeds the RoI features to the upsampler.
         upsample_in = config.mask_conv_dim if config.mask_num_convs > 0 else config.hidden_size
         self.upsample = nn.ConvTranspose2d(
             upsample_in,
@@ -676,6 +694,7 @@ class TeViTDynamicMaskHead(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@auto_docstring(custom_intro="Base class of the TeViT models: weight initialisation and loading.")
 class TeViTPreTrainedModel(PreTrainedModel):
     config: TeViTConfig
     config_class = TeViTConfig
@@ -694,7 +713,12 @@ class TeViTPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Official initialisation: PVTv2 init in the backbone, Xavier in the FPN and heads (mmdet defaults)."""
+        """Official initialisation: PVTv2 init in the backbone, Xavier in the FPN and heads (mmdet defaults).
+
+        Leaves first get the generic init; the containers below then overwrite every parameter they own with the
+        official scheme (children are initialised before their parents).
+        """
+        super()._init_weights(module)
         if isinstance(module, TeViTMsgShiftBackbone):
             init.trunc_normal_(module.messenger_tokens, std=self.config.initializer_range)
             for name, submodule in module.named_modules():
@@ -768,9 +792,10 @@ def _init_head_module(module: nn.Module, class_prior_prob: float) -> None:
         init.zeros_(module.mask_predictor.bias)
 
 
+@auto_docstring(
+    custom_intro="TeViT without the mask heads: MsgShifT backbone, FPN, learned proposals and the STQI stage cascade."
+)
 class TeViTModel(TeViTPreTrainedModel):
-    """Backbone, FPN, learned proposals and the cascade of STQI stages (everything but the mask heads)."""
-
     def __init__(self, config: TeViTConfig):
         super().__init__(config)
         self.backbone = TeViTMsgShiftBackbone(config)
@@ -782,7 +807,10 @@ class TeViTModel(TeViTPreTrainedModel):
         )
         self.post_init()
 
+    @auto_docstring
     @can_return_tuple
+    # The "hidden states" are the multi-scale backbone/FPN maps, not per-layer records of one module class.
+    # trf-ignore: TRF045
     def forward(
         self,
         pixel_values: torch.FloatTensor,
@@ -791,12 +819,12 @@ class TeViTModel(TeViTPreTrainedModel):
         **kwargs,
     ) -> TeViTModelOutput:
         r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
-                Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
-            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
-                1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
-            output_hidden_states (`bool`, *optional*): also return backbone and FPN maps.
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+            Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+            1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
+        output_hidden_states (`bool`, *optional*):
+            Also return the backbone and FPN maps.
         """
         if pixel_values.ndim != 5:
             raise ValueError(
@@ -809,7 +837,8 @@ class TeViTModel(TeViTPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         images = pixel_values.reshape(batch_size * num_frames, num_channels, height, width)
-        # At inference the released numbers were produced with every frame as its own backbone clip (T=1).
+        # CODEPATH: the released numbers were produced with every frame as its own backbone clip (T=1) at inference
+        # (`shift_messengers_at_inference=False`); the current official code shifts over the whole clip.
         backbone_frames = num_frames if (self.training or self.config.shift_messengers_at_inference) else 1
         backbone_maps = self.backbone(images, backbone_frames)
         feature_maps = self.neck(backbone_maps)
@@ -863,9 +892,11 @@ class TeViTModel(TeViTPreTrainedModel):
         return torch.stack([heights, widths], dim=1).long()
 
 
+@auto_docstring(
+    custom_intro="TeViT for video instance segmentation: the model, its dynamic mask heads, the training criterion "
+    "and the official top-k instance selection."
+)
 class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
-    """TeViT with the dynamic mask heads, the training criterion and the official top-k instance selection."""
-
     def __init__(self, config: TeViTConfig):
         super().__init__(config)
         self.model = TeViTModel(config)
@@ -873,7 +904,9 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         self.criterion = TeViTLoss(config)
         self.post_init()
 
+    @auto_docstring
     @can_return_tuple
+    # trf-ignore: TRF045 -- the "hidden states" are the multi-scale backbone/FPN maps (see `TeViTModel.forward`).
     def forward(
         self,
         pixel_values: torch.FloatTensor,
@@ -883,20 +916,21 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         **kwargs,
     ) -> TeViTVideoInstanceSegmentationOutput:
         r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
-                Normalized clips; height and width should be multiples of 32.
-            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
-                1 for real pixels, 0 for padding.
-            labels (`list[dict]`, *optional*): one dict per clip with
-                - `class_labels` (`torch.LongTensor` of shape `(num_instances,)`): class of each instance;
-                - `boxes` (`torch.FloatTensor` of shape `(num_frames, num_instances, 4)`): normalized `(cx, cy, w, h)`
-                  relative to the unpadded frame;
-                - `masks` (`torch.BoolTensor` of shape `(num_frames, num_instances, height, width)`): at the padded
-                  input resolution;
-                - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
-                  in frame t (its matched query is background in the frames where it is not).
-            output_hidden_states (`bool`, *optional*): also return backbone and FPN maps.
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+            Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+            1 for real pixels, 0 for bottom/right padding.
+        labels (`list[dict]`, *optional*):
+            One dict per clip with
+            - `class_labels` (`torch.LongTensor` of shape `(num_instances,)`): class of each instance;
+            - `boxes` (`torch.FloatTensor` of shape `(num_frames, num_instances, 4)`): normalized `(cx, cy, w, h)`
+              relative to the unpadded frame;
+            - `masks` (`torch.BoolTensor` of shape `(num_frames, num_instances, height, width)`): at the padded
+              input resolution;
+            - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
+              in frame t (its matched query is background in the frames where it is not).
+        output_hidden_states (`bool`, *optional*):
+            Also return the backbone and FPN maps.
 
         Example:
 
