@@ -1,0 +1,162 @@
+"""Tests of the synthetic YouTube-VIS generator (`tevit_hf.data.synthetic`, `tevit-hf make-synthetic`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from tevit_hf.cli import main as cli_main
+from tevit_hf.data.synthetic import (
+    SHAPE_CLASSES,
+    SyntheticVisConfig,
+    generate_synthetic_vis_dataset,
+    render_synthetic_video,
+)
+
+
+TINY = {"num_videos": 3, "num_frames": 6, "height": 64, "width": 96, "num_classes": 4, "max_instances": 3}
+
+
+def _decode(segmentation: dict) -> np.ndarray:
+    return mask_utils.decode({"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")})
+
+
+def _dataset_files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return generate_synthetic_vis_dataset(tmp_path_factory.mktemp("synthetic"), seed=0, mp4="none", **TINY)
+
+
+def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path, tiny_dataset):
+    again = generate_synthetic_vis_dataset(tmp_path / "again", seed=0, mp4="none", **TINY)
+    first_files, again_files = _dataset_files(tiny_dataset.parent), _dataset_files(again.parent)
+    assert sorted(first_files) == sorted(again_files)
+    assert len([name for name in first_files if name.endswith(".jpg")]) == TINY["num_videos"] * TINY["num_frames"]
+    assert first_files == again_files
+
+    other = generate_synthetic_vis_dataset(tmp_path / "other", seed=1, mp4="none", **TINY)
+    assert other.read_bytes() != tiny_dataset.read_bytes()
+    first_frame = "JPEGImages/video_00000/00000.jpg"
+    assert _dataset_files(other.parent)[first_frame] != first_files[first_frame]
+
+
+def test_json_has_youtube_vis_structure_and_decodes_with_pycocotools(tiny_dataset):
+    data = json.loads(tiny_dataset.read_text())
+    assert set(data) >= {"info", "videos", "annotations", "categories"}
+    assert [category["id"] for category in data["categories"]] == [1, 2, 3, 4]
+    assert [category["name"] for category in data["categories"]] == list(SHAPE_CLASSES[:4])
+    assert [video["id"] for video in data["videos"]] == [1, 2, 3]
+    frames_root = tiny_dataset.parent / "JPEGImages"
+    for video in data["videos"]:
+        assert (video["height"], video["width"], video["length"]) == (64, 96, 6)
+        assert len(video["file_names"]) == 6
+        with Image.open(frames_root / video["file_names"][0]) as image:
+            assert image.size == (96, 64) and image.mode == "RGB"
+    assert [annotation["id"] for annotation in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
+    for annotation in data["annotations"]:
+        assert 1 <= annotation["category_id"] <= 4 and annotation["iscrowd"] == 0
+        assert len(annotation["segmentations"]) == len(annotation["bboxes"]) == len(annotation["areas"]) == 6
+        assert any(segmentation is not None for segmentation in annotation["segmentations"])
+        for segmentation, box, area in zip(annotation["segmentations"], annotation["bboxes"], annotation["areas"]):
+            assert (segmentation is None) == (box is None) == (area is None)
+            if segmentation is None:
+                continue
+            assert isinstance(segmentation["counts"], str) and segmentation["size"] == [64, 96]
+            mask = _decode(segmentation)
+            ys, xs = np.nonzero(mask)
+            assert area == mask.sum() > 0
+            assert box == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_annotations_are_the_visible_parts_under_z_order():
+    config = SyntheticVisConfig(**TINY, seed=0, mp4="none")
+    overlaps_seen = 0
+    for video_index in range(6):
+        video = render_synthetic_video(config, video_index)
+        full, visible = video.full_masks, video.visible_masks
+        assert visible.dtype == bool and visible.shape == full.shape == (len(video.tracks), 6, 64, 96)
+        for instance in range(len(video.tracks)):
+            above = full[instance + 1 :].any(axis=0)
+            np.testing.assert_array_equal(visible[instance], full[instance] & ~above)
+        assert (visible.sum(axis=0) <= 1).all(), "visible parts of different instances must not overlap"
+        overlaps_seen += int((visible.sum() < full.sum()) and (full.sum(axis=0) > 1).any())
+    assert overlaps_seen >= 1, "no occlusion happened in 6 videos"
+
+
+def test_json_segmentations_equal_the_rendered_visible_masks(tiny_dataset):
+    data = json.loads(tiny_dataset.read_text())
+    config = SyntheticVisConfig(**TINY, seed=0, mp4="none")
+    for video_index in range(TINY["num_videos"]):
+        video = render_synthetic_video(config, video_index)
+        annotations = [a for a in data["annotations"] if a["video_id"] == video_index + 1]
+        assert [a["category_id"] for a in annotations] == [t.category_index + 1 for t in video.tracks]
+        for annotation, visible in zip(annotations, video.visible_masks):
+            for segmentation, mask in zip(annotation["segmentations"], visible):
+                if segmentation is None:
+                    assert not mask.any()
+                else:
+                    np.testing.assert_array_equal(_decode(segmentation).astype(bool), mask)
+
+
+def test_instances_enter_and_leave_the_frame(tmp_path):
+    annotation_file = generate_synthetic_vis_dataset(tmp_path, seed=0, mp4="none", **{**TINY, "num_videos": 8})
+    presence = [
+        [segmentation is not None for segmentation in annotation["segmentations"]]
+        for annotation in json.loads(annotation_file.read_text())["annotations"]
+    ]
+    entering = [p for p in presence if not p[0] and any(p)]
+    leaving = [p for p in presence if p[0] and not p[-1]]
+    always = [p for p in presence if all(p)]
+    assert entering and leaving and always, presence
+
+
+def test_frames_show_the_instances_on_a_textured_background():
+    config = SyntheticVisConfig(**TINY, seed=0, mp4="none")
+    video = render_synthetic_video(config, 0)
+    assert video.frames.shape == (6, 64, 96, 3) and video.frames.dtype == np.uint8
+    background = ~video.full_masks.any(axis=0)  # (T, H, W)
+    assert video.frames[background].std(axis=0).mean() > 5, "background should be textured, not flat"
+    for track, full in zip(video.tracks, video.full_masks):
+        pixels = video.frames[full].astype(int)
+        if len(pixels) == 0:
+            continue
+        nearest = np.minimum(
+            np.abs(pixels - np.array(track.colours[0])).sum(-1), np.abs(pixels - np.array(track.colours[1])).sum(-1)
+        )
+        # The frame noise is small: every pixel of the full shape shows one of the instance's two colours if on top.
+        on_top = video.visible_masks[video.tracks.index(track)][full]
+        assert np.median(nearest[on_top]) < 30
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="num_classes"):
+        SyntheticVisConfig(num_classes=len(SHAPE_CLASSES) + 1)
+    with pytest.raises(ValueError, match="min_instances"):
+        SyntheticVisConfig(min_instances=3, max_instances=2)
+    with pytest.raises(ValueError, match="mp4"):
+        SyntheticVisConfig(mp4="some")
+
+
+def test_cli_make_synthetic_writes_json_frames_and_first_mp4(tmp_path):
+    output_dir = tmp_path / "cli"
+    arguments = ["make-synthetic", "--output-dir", str(output_dir), "--num-videos", "2", "--num-frames", "4"]
+    arguments += ["--height", "64", "--width", "96", "--num-classes", "3", "--seed", "5", "--mp4", "first"]
+    assert cli_main(arguments) == 0
+    data = json.loads((output_dir / "annotations.json").read_text())
+    assert len(data["videos"]) == 2 and len(data["categories"]) == 3
+    assert (output_dir / "JPEGImages" / "video_00001" / "00003.jpg").is_file()
+    mp4_files = sorted(path.name for path in (output_dir / "videos").iterdir())
+    assert mp4_files == ["video_00000.mp4"]
+    with av.open(str(output_dir / "videos" / "video_00000.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape == (64, 96, 3)
+    assert not list(output_dir.rglob(".*tmp*")), "temporary files must not be left behind"
