@@ -65,3 +65,30 @@ def test_dice_loss_is_the_squared_vnet_form():
     # 1 - 2 * 0.5 / ((4 * 0.25 + eps) + (1 + eps))
     assert dice_loss(probs, targets, 1e-5).item() == pytest.approx(1 - 1.0 / (2 + 2e-5), abs=1e-7)
     assert dice_loss(targets.clone(), targets, 1e-5).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_matched_query_is_background_in_frames_where_its_instance_is_absent(monkeypatch):
+    import tevit_hf.loss_tevit as loss_module
+    from conftest import make_clip_labels
+
+    from tevit_hf import TeViTForVideoInstanceSegmentation
+
+    captured = []
+    original = loss_module.sigmoid_focal_loss
+
+    def spy(logits, targets, alpha, gamma):
+        captured.append(targets.detach().clone())
+        return original(logits, targets, alpha, gamma)
+
+    monkeypatch.setattr(loss_module, "sigmoid_focal_loss", spy)
+    config = tiny_config(num_head_stages=1)
+    model = TeViTForVideoInstanceSegmentation(config).train()
+    # Instance 1 (class 2) is absent in frame 1 only.
+    labels = [make_clip_labels(3, 64, 96, absent=[(1, 1)])]
+    model(pixel_values=torch.randn(1, 3, 3, 64, 96), labels=labels)
+    targets = captured[0][0]  # (T, Q, C) one-hot targets of the clip
+    positives_per_frame = targets.sum(dim=(1, 2)).tolist()
+    assert positives_per_frame == [2.0, 1.0, 2.0]
+    # The same query carries class 2 in frames 0 and 2 and is background in frame 1.
+    query = torch.nonzero(targets[0, :, 2]).item()
+    assert targets[2, query, 2] == 1 and targets[1, query].sum() == 0

@@ -1,0 +1,22 @@
+"""The README's Python example must really run."""
+
+import re
+from pathlib import Path
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 3
+    assert all("torch.Size([4, 120, 160])" in line for line in printed)
+
+
+def test_readme_names_the_test_and_demo_commands():
+    text = README.read_text()
+    assert "make test" in text and "make demo" in text
