@@ -1,0 +1,203 @@
+"""`tevit-hf evaluate`: run TeViT on a YouTube-VIS-format dataset (or take a results file) and score YouTube-VIS AP.
+
+    tevit-hf evaluate --model DIR --annotations ANN --frames-dir DIR [--near-online --clip-length 36 --stride 18]
+    tevit-hf evaluate --annotations ANN --results results.json
+
+Inference writes `results.json` (the CodaLab format) to `--output-dir`; in both modes the metrics are printed as a
+table and written to `<output-dir>/metrics.json`. Offline inference (default) runs every video as one clip, as the
+released TeViT code does; `--near-online` runs overlapping clips linked by `TeViTNearOnlineTracker`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE
+from .youtube_vis_eval import (
+    AREA_RANGE_PRESETS,
+    YouTubeVISEvalParams,
+    evaluate_youtube_vis,
+    format_metrics_table,
+    load_youtube_vis_ground_truth,
+)
+
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILENAME = "results.json"
+METRICS_FILENAME = "metrics.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--annotations", required=True, help="YouTube-VIS-format annotation json with ground truth")
+    parser.add_argument("--results", help="score this existing results json instead of running a model")
+    parser.add_argument("--model", help="folder of a saved TeViT model (and its image processor config)")
+    parser.add_argument("--frames-dir", help="folder the videos' file_names are relative to")
+    parser.add_argument("--near-online", action="store_true", help="overlapping clips linked by the tracker")
+    parser.add_argument("--clip-length", type=int, default=DEFAULT_CLIP_LENGTH, help="frames per clip (near-online)")
+    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help="frames between clip starts (near-online)")
+    parser.add_argument(
+        "--output-dir",
+        help="where results.json and metrics.json go (default: the results file's "
+        "folder with --results, else ./evaluation_output)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for inference, e.g. cpu or cuda:0")
+    parser.add_argument("--max-videos", type=int, help="evaluate only the first N videos of the annotation file")
+    parser.add_argument("--mask-threshold", type=float, default=0.5, help="mask binarisation threshold")
+    parser.add_argument(
+        "--area-ranges",
+        choices=sorted(AREA_RANGE_PRESETS),
+        default="youtube-vis",
+        help="small/medium/large split: official YouTube-VIS (128^2/256^2) or COCO (32^2/96^2)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_videos is not None and args.max_videos < 1:
+        raise ValueError(f"--max-videos must be >= 1, got {args.max_videos}")
+    ground_truth = load_youtube_vis_ground_truth(args.annotations)
+    # Videos keep the annotation file's order, so --max-videos takes the first N of the file.
+    video_ids = None if args.max_videos is None else list(ground_truth.videos)[: args.max_videos]
+    if args.results:
+        if args.model:
+            logger.warning("--results given: scoring %s, not running --model %s", args.results, args.model)
+        output_dir = Path(args.output_dir) if args.output_dir else Path(args.results).resolve().parent
+        results: Any = args.results
+    else:
+        if not args.model or not args.frames_dir:
+            raise ValueError("give --results FILE, or --model DIR and --frames-dir DIR to run inference")
+        output_dir = Path(args.output_dir or "evaluation_output")
+        results = run_inference(
+            model_dir=args.model,
+            annotation_file=args.annotations,
+            frames_dir=args.frames_dir,
+            video_ids=video_ids,
+            near_online=args.near_online,
+            clip_length=args.clip_length,
+            stride=args.stride,
+            device=args.device,
+            mask_threshold=args.mask_threshold,
+        )
+        results_path = write_json_atomic(output_dir / RESULTS_FILENAME, results)
+        logger.info("wrote %d result entries to %s", len(results), results_path)
+    params = YouTubeVISEvalParams.from_area_preset(args.area_ranges)
+    metrics = evaluate_youtube_vis(ground_truth, results, video_ids=video_ids, params=params)
+    print(format_metrics_table(metrics))
+    metrics_path = write_json_atomic(output_dir / METRICS_FILENAME, metrics)
+    logger.info("wrote %s", metrics_path)
+    return 0
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """Write json to a temporary file in the same folder, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
+
+
+def label_to_category_mapping(model_id2label: Mapping[int, str], info: Any) -> dict[int, int]:
+    """Model label -> dataset category id: by category name when the names agree, else by sorted category id.
+
+    `info` is the `VisDatasetInfo` of `tevit_hf.data.youtube_vis.load_youtube_vis` (labels 0..C-1 = sorted ids).
+    """
+    name_to_category = {name: info.label2category_id[label] for label, name in info.id2label.items()}
+    model_names = {int(label): str(name) for label, name in model_id2label.items()}
+    if set(model_names.values()) <= set(name_to_category):
+        return {label: name_to_category[name] for label, name in model_names.items()}
+    if len(model_names) != info.num_labels:
+        raise ValueError(
+            f"the model has {len(model_names)} labels {sorted(model_names.values())[:5]}... but the annotation file "
+            f"has {info.num_labels} categories {sorted(name_to_category)[:5]}...; they cannot be matched"
+        )
+    logger.warning(
+        "model label names do not match the annotation categories; mapping label i to the i-th smallest category id"
+    )
+    return dict(info.label2category_id)
+
+
+def run_inference(
+    model_dir: str | os.PathLike,
+    annotation_file: str | os.PathLike,
+    frames_dir: str | os.PathLike,
+    video_ids: list[int] | None = None,
+    near_online: bool = False,
+    clip_length: int = DEFAULT_CLIP_LENGTH,
+    stride: int = DEFAULT_STRIDE,
+    device: str = "cpu",
+    mask_threshold: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Run a saved TeViT model on the videos of a YouTube-VIS-format dataset; returns the results entries."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModel
+
+    import tevit_hf  # noqa: F401  (registers TeViT with the Auto classes)
+
+    from ..data.youtube_vis import load_video_frames, load_youtube_vis
+    from ..image_processing_tevit import TeViTImageProcessor, to_youtube_vis_results
+    from ..tracking_tevit import TeViTNearOnlineTracker
+
+    dataset, info = load_youtube_vis(annotation_file, frames_dir)
+    if video_ids is not None:
+        wanted = set(video_ids)
+        dataset = dataset.select([index for index, video_id in enumerate(dataset["video_id"]) if video_id in wanted])
+    model = AutoModel.from_pretrained(model_dir).to(device).eval()
+    if Path(model_dir, "preprocessor_config.json").is_file():
+        processor = TeViTImageProcessor.from_pretrained(model_dir)
+    else:
+        logger.warning("%s has no preprocessor_config.json; using the default TeViTImageProcessor", model_dir)
+        processor = TeViTImageProcessor()
+    label_to_category = label_to_category_mapping(model.config.id2label, info)
+
+    results: list[dict[str, Any]] = []
+    for video in tqdm(dataset, desc="inference", unit="video", total=len(dataset)):
+        num_frames = len(video["file_names"])
+        if near_online:
+            tracker = TeViTNearOnlineTracker(
+                model, processor, clip_length=clip_length, stride=stride, mask_threshold=mask_threshold
+            )
+            instances = tracker.track(_iter_frames(video, load_video_frames), num_frames=num_frames)
+        else:
+            instances = _predict_offline(model, processor, load_video_frames(video, range(num_frames)), mask_threshold)
+        results.extend(to_youtube_vis_results(instances, video["video_id"], label_to_category))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return results
+
+
+def _iter_frames(video: Mapping[str, Any], load_video_frames) -> Iterator[Any]:
+    # One frame at a time so that near-online memory stays bounded by the clip length.
+    for frame_index in range(len(video["file_names"])):
+        yield load_video_frames(video, [frame_index])[0]
+
+
+def _predict_offline(model: Any, processor: Any, frames: Any, mask_threshold: float) -> list[dict[str, Any]]:
+    """The whole video as one clip (spec 4.1); returns the post-processed instances with per-frame RLEs."""
+    import torch
+
+    inputs = processor(videos=[list(frames)], return_tensors="pt")
+    parameter = next(model.parameters())
+    with torch.inference_mode():
+        outputs = model(
+            pixel_values=inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
+            pixel_mask=inputs["pixel_mask"].to(parameter.device),
+        )
+    return processor.post_process_video_instance_segmentation(
+        outputs, target_sizes=inputs["original_sizes"], mask_threshold=mask_threshold, return_rle=True
+    )[0]
