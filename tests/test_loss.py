@@ -68,9 +68,9 @@ def test_dice_loss_is_the_squared_vnet_form():
 
 
 def test_matched_query_is_background_in_frames_where_its_instance_is_absent(monkeypatch):
-    import tevit_hf.loss_tevit as loss_module
     from conftest import make_clip_labels
 
+    import tevit_hf.loss_tevit as loss_module
     from tevit_hf import TeViTForVideoInstanceSegmentation
 
     captured = []

@@ -110,12 +110,8 @@ class TeViTSequenceHungarianMatcher(nn.Module):
         height, width = image_size.to(pred_boxes.dtype).unbind()
         normalizer = torch.stack([width, height, width, height])
         l1_cost = torch.cdist(pred_boxes.float() / normalizer, target_boxes.float() / normalizer, p=1)
-        giou_cost = torch.stack(
-            [
-                -pairwise_generalized_box_iou(pred_boxes[frame].float(), target_boxes[frame].float(), self.giou_eps)
-                for frame in range(num_frames)
-            ]
-        )
+        # All frames at once: (T, Q, 4) x (T, K, 4) -> (T, Q, K).
+        giou_cost = -pairwise_generalized_box_iou(pred_boxes.float(), target_boxes.float(), self.giou_eps)
         cost = (
             self.class_cost_weight * class_cost + self.bbox_cost_weight * l1_cost + self.giou_cost_weight * giou_cost
         )
@@ -129,6 +125,19 @@ class TeViTSequenceHungarianMatcher(nn.Module):
             torch.as_tensor(query_indices, dtype=torch.long, device=device),
             matchable[torch.as_tensor(instance_indices, dtype=torch.long, device=device)],
         )
+
+
+def _gather_positives(
+    targets: list[dict], key: str, frames_per_clip: list[torch.Tensor], instances_per_clip: list[torch.Tensor]
+) -> torch.Tensor:
+    """`targets[c][key][frame, instance]` of every positive, clip after clip: one indexing per clip (no loop over
+    positives). `key` is "boxes" `(T, K, 4)` -> `(P, 4)` or "masks" `(T, K, H, W)` -> `(P, H, W)`."""
+    return torch.cat(
+        [
+            target[key][frames, instances]
+            for target, frames, instances in zip(targets, frames_per_clip, instances_per_clip)
+        ]
+    )
 
 
 class TeViTLoss(nn.Module):
@@ -229,7 +238,6 @@ class TeViTLoss(nn.Module):
         clips = torch.cat(positive_clips)
         frames = torch.cat(positive_frames)
         queries = torch.cat(positive_queries)
-        instances = torch.cat(positive_instances)
         instance_classes = torch.cat(
             [target["class_labels"][index] for target, index in zip(targets, positive_instances)]
         )
@@ -246,13 +254,7 @@ class TeViTLoss(nn.Module):
         losses = {"loss_cls": config.class_loss_weight * focal.sum() / normalizer}
 
         predicted = boxes[clips, frames, queries].float()
-        target_boxes = (
-            torch.stack(
-                [targets[clip]["boxes"][frame, instance] for clip, frame, instance in zip(clips, frames, instances)]
-            ).float()
-            if clips.numel()
-            else predicted.detach().clone()
-        )
+        target_boxes = _gather_positives(targets, "boxes", positive_frames, positive_instances).float()
         sizes = image_sizes[clips].to(predicted.dtype)
         scale = torch.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], dim=1)
         l1 = (predicted / scale - target_boxes / scale).abs().sum()
@@ -275,24 +277,17 @@ class TeViTLoss(nn.Module):
         flat_frames = clips * num_frames + frames
         detached_boxes = predicted.detach()
         mask_logits = predict_masks(stage, flat_frames, queries, detached_boxes, instance_classes)
-        mask_targets = self._mask_targets(targets, clips, frames, instances, detached_boxes, mask_logits.shape[-1])
+        gt_masks = _gather_positives(targets, "masks", positive_frames, positive_instances)
+        mask_targets = self._mask_targets(gt_masks, detached_boxes, mask_logits.shape[-1])
         dice = dice_loss(mask_logits.float().sigmoid(), mask_targets, config.dice_eps)
         losses["loss_mask"] = config.dice_loss_weight * dice.sum() / mask_normalizer
         return losses
 
     @staticmethod
-    def _mask_targets(
-        targets: list[dict],
-        clips: torch.Tensor,
-        frames: torch.Tensor,
-        instances: torch.Tensor,
-        boxes: torch.Tensor,
-        mask_size: int,
-    ) -> torch.Tensor:
-        """GT masks cropped by the predicted boxes (clipped to the mask) and RoIAligned to `mask_size`, >= 0.5."""
-        gt_masks = torch.stack(
-            [targets[clip]["masks"][frame, instance] for clip, frame, instance in zip(clips, frames, instances)]
-        ).to(boxes.dtype)
+    def _mask_targets(gt_masks: torch.Tensor, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+        """GT masks `(P, H, W)` cropped by the predicted boxes `(P, 4)` (clipped to the mask) and RoIAligned to
+        `mask_size`, >= 0.5: `(P, mask_size, mask_size)`."""
+        gt_masks = gt_masks.to(boxes.dtype)
         height, width = gt_masks.shape[-2:]
         clipped = torch.stack(
             [boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height), boxes[:, 2].clamp(0, width),

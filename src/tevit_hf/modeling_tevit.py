@@ -35,7 +35,14 @@ from transformers.utils import ModelOutput, auto_docstring, can_return_tuple
 
 from .configuration_tevit import TeViTConfig
 from .loss_tevit import TeViTLoss
-from .ops_tevit import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, boxes_to_rois, decode_box_deltas, multi_level_roi_align
+from .ops_tevit import (
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    boxes_to_rois,
+    decode_box_deltas,
+    flatten_feature_pyramid,
+    multi_level_roi_align,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -288,7 +295,9 @@ class TeViTSpatialReductionAttention(TeViTAttention):
         queries = hidden_states if messenger_tokens is None else torch.cat([hidden_states, messenger_tokens], dim=1)
         if self.sr_ratio > 1:
             num_frames, _, channels = hidden_states.shape
-            spatial = hidden_states.transpose(1, 2).reshape(num_frames, channels, height, width)
+            # A channels-last view instead of a transposed copy; the conv then writes channels-last too, which makes
+            # the flatten + transpose below a free view.
+            spatial = hidden_states.view(num_frames, height, width, channels).permute(0, 3, 1, 2)
             keys_values = self.spatial_reduction(spatial).flatten(2).transpose(1, 2)
             if messenger_tokens is not None:
                 reduced_messengers = constant_patch_conv(messenger_tokens, self.spatial_reduction)
@@ -321,7 +330,8 @@ class TeViTMixFeedForward(nn.Module):
         """`(N, H*W, C)` and `(N, M, C)` or None -> `(N, H*W [+ M], C)`."""
         num_frames, _, _ = hidden_states.shape
         hidden_states = self.dense1(hidden_states)
-        spatial = hidden_states.transpose(1, 2).reshape(num_frames, -1, height, width)
+        # Channels-last view (no transposed copy), as in the spatial-reduction attention.
+        spatial = hidden_states.view(num_frames, height, width, -1).permute(0, 3, 1, 2)
         hidden_states = self.depthwise_conv(spatial).flatten(2).transpose(1, 2)
         if messenger_tokens is not None:
             messenger_tokens = self.dense1(messenger_tokens)
@@ -588,13 +598,19 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
         return temporal.reshape(total_frames, num_queries, hidden_size)
 
     def forward(
-        self, feature_maps: list[torch.Tensor], boxes: torch.Tensor, queries: torch.Tensor, num_frames: int
+        self,
+        feature_maps: list[torch.Tensor],
+        boxes: torch.Tensor,
+        queries: torch.Tensor,
+        num_frames: int,
+        flat_features: torch.Tensor | None = None,
     ) -> TeViTStageOutput:
         """
         Args:
             feature_maps: FPN maps `(B*T, D, H_l, W_l)`.
-            boxes: `(B*T, Q, 4)` current xyxy boxes in input pixels (detached).
+            boxes: `(B*T, Q, 4)` current xyxy boxes in input pixels (detached), float32.
             queries: `(B*T, Q, D)` query features.
+            flat_features: `flatten_feature_pyramid(feature_maps)`, shared by the stages (computed when None).
         """
         total_frames, num_queries, hidden_size = queries.shape
         roi_features = multi_level_roi_align(
@@ -604,6 +620,7 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
             self.feature_strides,
             self.config.roi_sampling_ratio,
             self.config.roi_finest_scale,
+            flat_features=flat_features,
         )
         attention_features = self._query_interaction(queries, num_frames)
         flat_queries = attention_features.reshape(-1, hidden_size)
@@ -842,16 +859,19 @@ class TeViTModel(TeViTPreTrainedModel):
         backbone_frames = num_frames if (self.training or self.config.shift_messengers_at_inference) else 1
         backbone_maps = self.backbone(images, backbone_frames)
         feature_maps = self.neck(backbone_maps)
+        # RoIAlign reads channels-last rows of the whole pyramid: flatten it once for all stages.
+        flat_features = flatten_feature_pyramid(feature_maps)
 
         image_sizes = self._image_sizes(pixel_mask, batch_size, height, width, pixel_values.device)
-        frame_sizes = image_sizes.repeat_interleave(num_frames, dim=0).to(pixel_values.dtype)
+        # Boxes stay float32 under bf16/fp16 (a bf16 coordinate near 640 px is only good to 4 px).
+        frame_sizes = image_sizes.repeat_interleave(num_frames, dim=0).to(torch.float32)
         scale = torch.stack([frame_sizes[:, 1], frame_sizes[:, 0], frame_sizes[:, 1], frame_sizes[:, 0]], dim=-1)
-        boxes = box_cxcywh_to_xyxy(self.proposal_boxes.weight)[None] * scale[:, None, :]
+        boxes = box_cxcywh_to_xyxy(self.proposal_boxes.weight.float())[None] * scale[:, None, :]
         queries = self.proposal_features.weight[None].expand(batch_size * num_frames, -1, -1)
 
         stage_outputs = []
         for stage in self.decoder_stages:
-            stage_output = stage(feature_maps, boxes, queries, num_frames)
+            stage_output = stage(feature_maps, boxes, queries, num_frames, flat_features=flat_features)
             stage_outputs.append(stage_output)
             boxes = stage_output.boxes.detach()
             queries = stage_output.query_features
@@ -880,7 +900,10 @@ class TeViTModel(TeViTPreTrainedModel):
     ) -> torch.LongTensor:
         """Unpadded `(height, width)` per clip, `(batch_size, 2)`; the valid area is the top-left rectangle."""
         if pixel_mask is None:
-            return torch.tensor([[height, width]], device=device, dtype=torch.long).expand(batch_size, 2)
+            # Filled on the device: `torch.tensor([[height, width]], device=...)` would be a blocking host copy.
+            sizes = torch.empty(batch_size, 2, device=device, dtype=torch.long)
+            sizes[:, 0], sizes[:, 1] = height, width
+            return sizes
         if pixel_mask.shape != (batch_size, height, width):
             raise ValueError(
                 f"`pixel_mask` must be (batch_size, height, width) = {(batch_size, height, width)}, "
@@ -947,6 +970,7 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             pixel_values, pixel_mask=pixel_mask, output_hidden_states=output_hidden_states, return_dict=True
         )
         feature_maps = list(outputs.feature_maps)
+        flat_features = flatten_feature_pyramid(feature_maps)  # one copy shared by every mask prediction below
         batch_size, num_frames = pixel_values.shape[:2]
 
         loss, loss_dict = None, None
@@ -957,7 +981,13 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             def predict_masks(stage, frame_index, query_index, boxes, class_labels):
                 attention_features = outputs.stage_attention_features[stage].flatten(0, 1)
                 return self._mask_logits(
-                    stage, feature_maps, frame_index, boxes, attention_features[frame_index, query_index], class_labels
+                    stage,
+                    feature_maps,
+                    frame_index,
+                    boxes,
+                    attention_features[frame_index, query_index],
+                    class_labels,
+                    flat_features=flat_features,
                 )
 
             loss, loss_dict = self.criterion(
@@ -970,7 +1000,7 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
 
         selected = {}
         if labels is None or not self.training:
-            selected = self._select_instances(outputs, feature_maps)
+            selected = self._select_instances(outputs, feature_maps, flat_features=flat_features)
 
         scale = outputs.image_sizes.flip(-1).repeat(1, 2).to(outputs.pred_boxes.dtype)[:, None, None, :]
         auxiliary_outputs = [
@@ -998,6 +1028,7 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         boxes: torch.Tensor,
         attention_features: torch.Tensor,
         class_labels: torch.Tensor,
+        flat_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask logits of `n` RoIs for their class: frame index `(n,)`, xyxy boxes `(n, 4)` -> `(n, M, M)`."""
         rois = torch.cat([frame_index[:, None].to(boxes.dtype), boxes], dim=1)
@@ -1008,18 +1039,20 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             feature_strides(self.config),
             self.config.roi_sampling_ratio,
             self.config.roi_finest_scale,
+            flat_features=flat_features,
         )
         logits = self.mask_heads[stage](roi_features, attention_features)
         return logits[torch.arange(logits.shape[0], device=logits.device), class_labels]
 
     def _select_instances(
-        self, outputs: TeViTModelOutput, feature_maps: list[torch.Tensor]
+        self, outputs: TeViTModelOutput, feature_maps: list[torch.Tensor], flat_features: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """Official test-time selection: mean sigmoid over frames, top-k (query, class) pairs, last-stage masks."""
         class_logits = outputs.class_logits
         batch_size, num_frames, num_queries, num_labels = class_logits.shape
         num_selected = min(self.config.num_selected_instances, num_queries * num_labels)
-        video_scores = class_logits.sigmoid().mean(dim=1).flatten(1)
+        # float32 so that the top-k order does not depend on bf16 rounding of near-equal scores.
+        video_scores = class_logits.float().sigmoid().mean(dim=1).flatten(1)
         scores, flat_index = video_scores.topk(num_selected, dim=1)
         labels = flat_index % num_labels
         query_index = flat_index // num_labels
@@ -1037,6 +1070,7 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             boxes_xyxy.reshape(-1, 4),
             attention.reshape(-1, attention.shape[-1]),
             frame_labels,
+            flat_features=flat_features,
         )
         mask_size = mask_logits.shape[-1]
         scale = outputs.image_sizes.flip(-1).repeat(1, 2).to(boxes_xyxy.dtype)[:, None, None, :]

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 
-# Upper bound on gathered elements per RoIAlign chunk: keeps peak memory bounded for thousands of RoIs.
+# Upper bound on sampled values (sample points x channels) per RoIAlign chunk: keeps peak memory bounded for
+# thousands of RoIs and for the large adaptive grids of the mask targets.
 _ROI_ALIGN_CHUNK_ELEMENTS = 1 << 25
 
 
@@ -37,25 +38,28 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """IoU of every pair: `(N, 4)`, `(M, 4)` xyxy -> `(N, M)`."""
+    """IoU of every pair: `(..., N, 4)`, `(..., M, 4)` xyxy -> `(..., N, M)` (leading dims broadcast)."""
     iou, _ = _pairwise_iou_and_union(boxes1, boxes2, eps)
     return iou
 
 
 def _pairwise_iou_and_union(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float):
     area1, area2 = box_area(boxes1), box_area(boxes2)
-    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    top_left = torch.max(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
+    bottom_right = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
     overlap = (bottom_right - top_left).clamp(min=0).prod(-1)
-    union = (area1[:, None] + area2[None, :] - overlap).clamp(min=eps)
+    union = (area1[..., :, None] + area2[..., None, :] - overlap).clamp(min=eps)
     return overlap / union, union
 
 
 def pairwise_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """GIoU of every pair (mmdet `bbox_overlaps(mode="giou")`): `(N, 4)`, `(M, 4)` xyxy -> `(N, M)`."""
+    """GIoU of every pair (mmdet `bbox_overlaps(mode="giou")`): `(..., N, 4)`, `(..., M, 4)` xyxy -> `(..., N, M)`.
+
+    Leading dims broadcast, so one call covers every frame of a clip.
+    """
     iou, union = _pairwise_iou_and_union(boxes1, boxes2, eps)
-    enclose_top_left = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])
-    enclose_bottom_right = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    enclose_top_left = torch.min(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
+    enclose_bottom_right = torch.max(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
     enclose_area = (enclose_bottom_right - enclose_top_left).clamp(min=0).prod(-1).clamp(min=eps)
     return iou - (enclose_area - union) / enclose_area
 
@@ -86,11 +90,14 @@ def decode_box_deltas(
         boxes: `(..., 4)` reference boxes, xyxy.
         deltas: `(..., 4)` predicted (dx, dy, dw, dh).
     Returns:
-        `(..., 4)` decoded xyxy boxes (not clipped to the image).
+        `(..., 4)` decoded xyxy boxes (not clipped to the image), float32 (or float64 for float64 inputs).
     """
-    means_tensor = deltas.new_tensor(means)
-    stds_tensor = deltas.new_tensor(stds)
-    deltas = deltas * stds_tensor + means_tensor
+    # Decoded in (at least) float32 whatever the autocast / model dtype: the exp and pixel-scale sums need it.
+    compute_dtype = torch.promote_types(torch.promote_types(boxes.dtype, deltas.dtype), torch.float32)
+    boxes, deltas = boxes.to(compute_dtype), deltas.to(compute_dtype)
+    # Python-scalar arithmetic per component: a `new_tensor(stds)` here would be a blocking host-to-device copy (a
+    # stream sync on CUDA) in every head stage.
+    deltas = torch.stack([deltas[..., index] * stds[index] + means[index] for index in range(4)], dim=-1)
     max_log_ratio = abs(math.log(wh_ratio_clip))
     centers = (boxes[..., :2] + boxes[..., 2:]) * 0.5
     sizes = boxes[..., 2:] - boxes[..., :2]
@@ -99,32 +106,110 @@ def decode_box_deltas(
     return torch.cat([new_centers - new_sizes * 0.5, new_centers + new_sizes * 0.5], dim=-1)
 
 
-def _bilinear_gather(
-    features_flat: torch.Tensor, batch_offsets: torch.Tensor, y: torch.Tensor, x: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
-    """mmcv `bilinear_interpolate` at points `y`, `x` of shape `(R, P)` -> `(R, P, C)`.
+def _axis_interpolation_terms(
+    start: torch.Tensor,
+    bin_size: torch.Tensor,
+    grid: torch.Tensor,
+    size: torch.Tensor,
+    output_size: int,
+    max_grid: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """mmcv `bilinear_interpolate` along one axis for every sample point of every RoI bin.
 
-    `features_flat` is `(N * height * width, C)`; `batch_offsets` is `(R, 1)` = batch index * height * width.
+    RoIAlign samples a tensor-product grid, and mmcv's bilinear weight (zero outside `[-1, size]`, snapped onto the
+    last row/column) factorises into one term per axis, so each axis is handled on its own.
+
+    Args:
+        start: `(R,)` RoI start in feature coordinates; bin_size: `(R,)` bin extent; grid: `(R,)` samples per bin
+            (samples `>= grid` of the `max_grid` computed get weight 0); size: `(R,)` feature extent (long).
+    Returns:
+        index `(R, output_size, max_grid, 2)` long (low and high neighbour) and weight of the same shape (float32).
     """
-    outside = (y < -1.0) | (y > height) | (x < -1.0) | (x > width)
-    y = y.clamp(min=0)
-    x = x.clamp(min=0)
-    y_low = y.floor().long().clamp(max=height - 1)
-    x_low = x.floor().long().clamp(max=width - 1)
-    y_high = (y_low + 1).clamp(max=height - 1)
-    x_high = (x_low + 1).clamp(max=width - 1)
+    device = start.device
+    sample_index = torch.arange(max_grid, device=device, dtype=torch.float32)
+    bin_index = torch.arange(output_size, device=device, dtype=torch.float32)
+    grid = grid.to(torch.float32)[:, None, None]
+    bin_size = bin_size[:, None, None]
+    # (R, output_size, max_grid) sample coordinates (same operation order as mmcv).
+    points = start[:, None, None] + bin_index[None, :, None] * bin_size
+    points = points + (sample_index[None, None, :] + 0.5) * bin_size / grid
+    size = size[:, None, None]
+    last = size - 1
+    outside = (points < -1.0) | (points > size) | (sample_index[None, None, :] >= grid)
+    points = points.clamp(min=0)
+    low = torch.minimum(points.floor().long(), last)
+    high = torch.minimum(low + 1, last)
     # On the last row/column mmcv snaps the point onto it, so the interpolation weight there is 0.
-    y = torch.where(y_low >= height - 1, y_low.to(y.dtype), y)
-    x = torch.where(x_low >= width - 1, x_low.to(x.dtype), x)
-    ly, lx = y - y_low, x - x_low
-    hy, hx = 1.0 - ly, 1.0 - lx
-    weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=-1)
-    weights = weights.masked_fill(outside[..., None], 0.0).to(features_flat.dtype)
-    result = 0
-    for corner, (row, col) in enumerate(((y_low, x_low), (y_low, x_high), (y_high, x_low), (y_high, x_high))):
-        index = batch_offsets + row * width + col
-        result = result + features_flat[index] * weights[..., corner, None]
-    return result
+    points = torch.where(low >= last, low.to(points.dtype), points)
+    high_weight = points - low
+    weight = torch.stack([1.0 - high_weight, high_weight], dim=-1).masked_fill(outside[..., None], 0.0)
+    return torch.stack([low, high], dim=-1), weight
+
+
+def _roi_align_flat(
+    flat_features: torch.Tensor,
+    rois: torch.Tensor,
+    row_offsets: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    spatial_scales: torch.Tensor | float,
+    output_size: int,
+    sampling_ratio: int,
+    aligned: bool,
+) -> torch.Tensor:
+    """RoIAlign on channels-last rows `flat_features` `(V, C)`; `(R, C, S, S)` out (a channels-last view).
+
+    Each output bin is a weighted sum of at most `4 * grid**2` feature rows (its samples' bilinear neighbours), which
+    `F.embedding_bag(mode="sum", per_sample_weights=...)` computes in one fused gather-reduce: no `(R, S*S*4*G*G, C)`
+    tensor is materialised and there is no Python loop over levels or RoIs. Per RoI: `row_offsets` `(R,)` is the
+    flat row of its image's `(0, 0)` pixel, `heights`/`widths` `(R,)` its map size, `spatial_scales` image -> map.
+    """
+    num_rois, channels = rois.shape[0], flat_features.shape[1]
+    offset = 0.5 if aligned else 0.0
+    rois = rois.to(torch.float32)
+    start_x = rois[:, 1] * spatial_scales - offset
+    start_y = rois[:, 2] * spatial_scales - offset
+    roi_width = rois[:, 3] * spatial_scales - offset - start_x
+    roi_height = rois[:, 4] * spatial_scales - offset - start_y
+    if not aligned:
+        roi_width, roi_height = roi_width.clamp(min=1.0), roi_height.clamp(min=1.0)
+    bin_width, bin_height = roi_width / output_size, roi_height / output_size
+    if sampling_ratio > 0:
+        grid_w = torch.full_like(roi_width, sampling_ratio, dtype=torch.long)
+        grid_h = grid_w
+        max_grid = sampling_ratio
+    else:
+        grid_w = torch.ceil(roi_width / output_size).long().clamp(min=1)
+        grid_h = torch.ceil(roi_height / output_size).long().clamp(min=1)
+        # Host sync, only on the adaptive path (mask targets in the loss): the grid size sets the tensor shapes.
+        max_grid = int(torch.max(torch.maximum(grid_w, grid_h)).item())
+    index_y, weight_y = _axis_interpolation_terms(start_y, bin_height, grid_h, heights, output_size, max_grid)
+    index_x, weight_x = _axis_interpolation_terms(start_x, bin_width, grid_w, widths, output_size, max_grid)
+    count = (grid_h * grid_w).clamp(min=1).to(torch.float32)
+
+    samples_per_roi = (output_size * max_grid) ** 2
+    chunk = max(1, _ROI_ALIGN_CHUNK_ELEMENTS // (samples_per_roi * channels))
+    outputs = []
+    for begin in range(0, num_rois, chunk):
+        part = slice(begin, begin + chunk)
+        # (R, S_y, S_x, G_y, G_x, 2, 2): flat row and weight of the four neighbours of every sample, in mmcv's order.
+        rows = index_y[part][:, :, None, :, None, :, None] * widths[part][:, None, None, None, None, None, None]
+        index = row_offsets[part][:, None, None, None, None, None, None] + rows
+        index = index + index_x[part][:, None, :, None, :, None, :]
+        weight = weight_y[part][:, :, None, :, None, :, None] * weight_x[part][:, None, :, None, :, None, :]
+        # One bag per sample point (its bilinear value), then the mean over the bin's samples: the same grouping
+        # of the sums as mmcv, so a constant map pools to exactly its value.
+        samples = F.embedding_bag(
+            index.reshape(-1, 4),
+            flat_features,
+            per_sample_weights=weight.reshape(-1, 4).to(flat_features.dtype),
+            mode="sum",
+        )
+        samples = samples.view(-1, output_size, output_size, max_grid * max_grid, channels)
+        pooled = samples.sum(dim=3) / count[part][:, None, None, None].to(samples.dtype)
+        outputs.append(pooled)
+    pooled = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return pooled.permute(0, 3, 1, 2)
 
 
 def roi_align(
@@ -145,59 +230,24 @@ def roi_align(
         sampling_ratio: sample points per bin side; `0` = adaptive `ceil(roi_size / output_size)` per RoI.
         aligned: shift the box by -0.5 pixel (pixel-centre model), as mmcv's default.
     Returns:
-        `(R, C, output_size, output_size)`.
+        `(R, C, output_size, output_size)` (channels-last memory layout).
     """
-    num_rois = rois.shape[0]
     num_images, channels, height, width = features.shape
-    if num_rois == 0:
+    if rois.shape[0] == 0:
         return features.new_zeros(0, channels, output_size, output_size)
-    offset = 0.5 if aligned else 0.0
-    rois = rois.to(torch.float32)
-    start_x = rois[:, 1] * spatial_scale - offset
-    start_y = rois[:, 2] * spatial_scale - offset
-    roi_width = rois[:, 3] * spatial_scale - offset - start_x
-    roi_height = rois[:, 4] * spatial_scale - offset - start_y
-    if not aligned:
-        roi_width, roi_height = roi_width.clamp(min=1.0), roi_height.clamp(min=1.0)
-    bin_width, bin_height = roi_width / output_size, roi_height / output_size
-    if sampling_ratio > 0:
-        grid_w = torch.full_like(roi_width, sampling_ratio, dtype=torch.long)
-        grid_h = grid_w
-    else:
-        grid_w = torch.ceil(roi_width / output_size).long().clamp(min=1)
-        grid_h = torch.ceil(roi_height / output_size).long().clamp(min=1)
-    max_grid = int(torch.max(torch.maximum(grid_w, grid_h)).item()) if sampling_ratio <= 0 else sampling_ratio
-
-    features_flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    samples_per_roi = (output_size * max_grid) ** 2
-    chunk = max(1, _ROI_ALIGN_CHUNK_ELEMENTS // max(1, samples_per_roi * channels))
-    sample_index = torch.arange(max_grid, device=rois.device, dtype=torch.float32)
-    bin_index = torch.arange(output_size, device=rois.device, dtype=torch.float32)
-    outputs = []
-    for begin in range(0, num_rois, chunk):
-        part = slice(begin, begin + chunk)
-        gh, gw = grid_h[part].float()[:, None, None], grid_w[part].float()[:, None, None]
-        # (R, output_size, max_grid) sample coordinates along each axis.
-        ys = start_y[part, None, None] + bin_index[None, :, None] * bin_height[part, None, None]
-        ys = ys + (sample_index[None, None, :] + 0.5) * bin_height[part, None, None] / gh
-        xs = start_x[part, None, None] + bin_index[None, :, None] * bin_width[part, None, None]
-        xs = xs + (sample_index[None, None, :] + 0.5) * bin_width[part, None, None] / gw
-        valid_y = sample_index[None, None, :] < gh  # (R, 1, G)
-        valid_x = sample_index[None, None, :] < gw
-        num_part = ys.shape[0]
-        grid_y = ys[:, :, :, None, None].expand(-1, -1, -1, output_size, max_grid)
-        grid_x = xs[:, None, None, :, :].expand(-1, output_size, max_grid, -1, -1)
-        points_y = grid_y.reshape(num_part, -1)
-        points_x = grid_x.reshape(num_part, -1)
-        offsets = (rois[part, 0].long() * height * width)[:, None]
-        sampled = _bilinear_gather(features_flat, offsets, points_y, points_x, height, width)
-        sampled = sampled.view(num_part, output_size, max_grid, output_size, max_grid, channels)
-        if sampling_ratio <= 0:
-            validity = valid_y[:, :, :, None, None] & valid_x[:, :, None, None, :]  # (R, 1, G, 1, G)
-            sampled = sampled * validity.to(sampled.dtype)[..., None]
-        pooled = sampled.sum(dim=(2, 4)) / (gh * gw).clamp(min=1)[..., None]
-        outputs.append(pooled.permute(0, 3, 1, 2))
-    return torch.cat(outputs).to(features.dtype)
+    flat_features = features.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last maps
+    sizes = torch.full_like(rois[:, 0], 1, dtype=torch.long)
+    return _roi_align_flat(
+        flat_features,
+        rois,
+        rois[:, 0].long() * (height * width),
+        sizes * height,
+        sizes * width,
+        spatial_scale,
+        output_size,
+        sampling_ratio,
+        aligned,
+    )
 
 
 def map_rois_to_levels(rois: torch.Tensor, num_levels: int, finest_scale: int) -> torch.Tensor:
@@ -207,6 +257,23 @@ def map_rois_to_levels(rois: torch.Tensor, num_levels: int, finest_scale: int) -
     return levels.clamp(min=0, max=num_levels - 1).long()
 
 
+def flatten_feature_pyramid(feature_maps: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """`L` maps `(N, C, H_l, W_l)` -> `(sum_l N * H_l * W_l, C)`: channels-last rows, level-major, then image.
+
+    `multi_level_roi_align` gathers from this; build it once per forward and pass it to every call.
+    """
+    channels = feature_maps[0].shape[1]
+    return torch.cat([feature_map.permute(0, 2, 3, 1).reshape(-1, channels) for feature_map in feature_maps])
+
+
+def _per_level(levels: torch.Tensor, values: list[int] | list[float], dtype: torch.dtype) -> torch.Tensor:
+    """`values[levels]` without a host-to-device copy (a `torch.where` per level)."""
+    result = torch.full(levels.shape, values[0], dtype=dtype, device=levels.device)
+    for level, value in enumerate(values[1:], start=1):
+        result = torch.where(levels == level, torch.tensor(value, dtype=dtype), result)
+    return result
+
+
 def multi_level_roi_align(
     feature_maps: list[torch.Tensor] | tuple[torch.Tensor, ...],
     rois: torch.Tensor,
@@ -214,26 +281,46 @@ def multi_level_roi_align(
     strides: list[int] | tuple[int, ...],
     sampling_ratio: int,
     finest_scale: int,
+    flat_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RoIAlign each RoI on the pyramid level chosen by its scale (mmdet `SingleLevelRoIExtractor`).
+
+    Every RoI is pooled in one fused call on the flattened pyramid (no loop over levels, no `nonzero`, no host
+    sync), which also makes this function free of graph breaks under `torch.compile`.
 
     Args:
         feature_maps: `L` maps `(N, C, H_l, W_l)`, finest first.
         rois: `(R, 5)` `(batch_index, x1, y1, x2, y2)` in input pixels.
+        flat_features: `flatten_feature_pyramid(feature_maps)` when already computed (saves a copy per call).
     Returns:
-        `(R, C, output_size, output_size)`.
+        `(R, C, output_size, output_size)` (channels-last memory layout).
     """
     channels = feature_maps[0].shape[1]
-    output = feature_maps[0].new_zeros(rois.shape[0], channels, output_size, output_size)
     if rois.shape[0] == 0:
-        return output
+        return feature_maps[0].new_zeros(0, channels, output_size, output_size)
+    if flat_features is None:
+        flat_features = flatten_feature_pyramid(feature_maps)
     levels = map_rois_to_levels(rois, len(feature_maps), finest_scale)
-    for level, (feature_map, stride) in enumerate(zip(feature_maps, strides)):
-        index = torch.nonzero(levels == level).squeeze(1)
-        if index.numel() == 0:
-            continue
-        output[index] = roi_align(feature_map, rois[index], output_size, 1.0 / stride, sampling_ratio, aligned=True)
-    return output
+    heights = [feature_map.shape[2] for feature_map in feature_maps]
+    widths = [feature_map.shape[3] for feature_map in feature_maps]
+    level_starts = [0]
+    for feature_map, height, width in zip(feature_maps[:-1], heights, widths):
+        level_starts.append(level_starts[-1] + feature_map.shape[0] * height * width)
+    level_heights = _per_level(levels, heights, torch.long)
+    level_widths = _per_level(levels, widths, torch.long)
+    row_offsets = _per_level(levels, level_starts, torch.long) + rois[:, 0].long() * level_heights * level_widths
+    spatial_scales = _per_level(levels, [1.0 / stride for stride in strides], torch.float32)
+    return _roi_align_flat(
+        flat_features,
+        rois,
+        row_offsets,
+        level_heights,
+        level_widths,
+        spatial_scales,
+        output_size,
+        sampling_ratio,
+        aligned=True,
+    )
 
 
 def boxes_to_rois(boxes: torch.Tensor) -> torch.Tensor:
