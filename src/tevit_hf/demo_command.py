@@ -1,0 +1,259 @@
+"""`tevit-hf demo`: segment a video with a small TeViT out of the box.
+
+    tevit-hf demo [--output-dir demo_output]                  the bundled sample video and demo model
+    tevit-hf demo --video FILE --model DIR [--annotations GT]  your own video (and optional YouTube-VIS ground truth)
+
+With no arguments it runs the bundled demo model (trained by `scripts/train.py` on synthetic data, see
+`model_cards/tevit-synthetic-demo.md`) on the bundled sample video (a held-out video of the same synthetic generator,
+with its ground truth), writes `results.json`, `overlay.mp4` and `overlay.gif`, prints a summary table, and scores
+the video AP against the ground truth (`metrics.json`).
+
+The bundled files live in `tevit_hf/assets/` (package data); `write_demo_sample` regenerates the sample video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .predict_command import add_inference_arguments, format_summary_table, predict_video, results_to_youtube_vis
+
+
+logger = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+SAMPLE_DIRNAME = "demo_sample"
+SAMPLE_VIDEO_FILENAME = "video.mp4"
+SAMPLE_ANNOTATIONS_FILENAME = "annotations.json"
+DEMO_MODEL_DIRNAME = "demo_model"
+METRICS_FILENAME = "metrics.json"
+DEMO_OVERLAY_FORMATS = ("mp4", "gif")
+BUNDLED_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+MAX_BUNDLED_MODEL_BYTES = 10 * 1024 * 1024
+# The bundled sample: one video of the synthetic generator (`tevit_hf.data.synthetic`) with the frame size, classes
+# and instance count of the demo model's training data (`scripts/train.py --synthetic` defaults), drawn with a seed
+# that the training and validation splits (seeds 0 and 1_000_003) do not use. Seed 20240614 gives three instances
+# of three classes, two of which enter or leave the frame; 48 frames exceed one 36-frame clip, so the demo also
+# shows the near-online linking of overlapping clips.
+DEMO_SAMPLE_SPEC: dict[str, Any] = {
+    "num_videos": 1,
+    "num_frames": 48,
+    "height": 96,
+    "width": 128,
+    "num_classes": 4,
+    "max_instances": 3,
+    "seed": 20240614,
+}
+
+
+def bundled_sample_video() -> Path:
+    """Path of the bundled sample video (`FileNotFoundError` if the package was installed without its data)."""
+    return _existing(ASSETS_DIR / SAMPLE_DIRNAME / SAMPLE_VIDEO_FILENAME, "sample video")
+
+
+def bundled_sample_annotations() -> Path:
+    """Path of the bundled sample video's YouTube-VIS ground truth."""
+    return _existing(ASSETS_DIR / SAMPLE_DIRNAME / SAMPLE_ANNOTATIONS_FILENAME, "sample annotations")
+
+
+def bundled_demo_model_dir() -> Path:
+    """Folder of the bundled demo model (`FileNotFoundError` naming the fix when it is not bundled)."""
+    folder = ASSETS_DIR / DEMO_MODEL_DIRNAME
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"No bundled demo model in {folder}. Pass --model DIR with a saved TeViT folder (for example one trained "
+            "on synthetic data with `accelerate launch scripts/train.py --synthetic ...`)."
+        )
+    return folder
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The bundled {what} {path} is missing (is tevit-hf installed with its package data?). "
+            "Pass --video FILE to use your own video."
+        )
+    return path
+
+
+def write_demo_sample(output_dir: str | os.PathLike, **overrides: Any) -> tuple[Path, Path]:
+    """Generate the sample video and its ground truth with the synthetic generator (`DEMO_SAMPLE_SPEC`).
+
+    Returns:
+        `(video_path, annotations_path)` in `output_dir` (`video.mp4`, `annotations.json`).
+    """
+    from .data.synthetic import VIDEOS_DIRNAME, generate_synthetic_vis_dataset, video_name
+
+    spec = {**DEMO_SAMPLE_SPEC, **overrides}
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tevit-demo-sample-") as scratch:
+        annotation_path = generate_synthetic_vis_dataset(scratch, mp4="first", **spec)
+        video_path = output_dir / SAMPLE_VIDEO_FILENAME
+        shutil.copyfile(Path(scratch) / VIDEOS_DIRNAME / f"{video_name(0)}.mp4", video_path)
+        annotations = json.loads(Path(annotation_path).read_text(encoding="utf-8"))
+        annotations["videos"] = annotations["videos"][:1]
+        first_video_id = annotations["videos"][0]["id"]
+        annotations["annotations"] = [a for a in annotations["annotations"] if a["video_id"] == first_video_id]
+    annotations_path = output_dir / SAMPLE_ANNOTATIONS_FILENAME
+    from .evaluation.evaluate_command import write_json_atomic
+
+    write_json_atomic(annotations_path, annotations)
+    return video_path, annotations_path
+
+
+def bundle_demo_model(model_dir: str | os.PathLike, destination: str | os.PathLike | None = None) -> Path:
+    """Copy a trained model's config, safetensors weights and processor config into the package assets.
+
+    The folder is loaded strictly first (config and weights must agree). Only models whose files total less than
+    `MAX_BUNDLED_MODEL_BYTES` are bundled, so the package stays small.
+    """
+    from .model_loading import load_model_and_processor
+
+    model_dir = Path(model_dir)
+    load_model_and_processor(model_dir)
+    files = [model_dir / name for name in BUNDLED_MODEL_FILES]
+    total = sum(file.stat().st_size for file in files)
+    if total >= MAX_BUNDLED_MODEL_BYTES:
+        raise ValueError(
+            f"{model_dir} holds {total / 1e6:.1f} MB of model files; only models under "
+            f"{MAX_BUNDLED_MODEL_BYTES / 1e6:.0f} MB are bundled with the package."
+        )
+    destination = Path(destination) if destination is not None else ASSETS_DIR / DEMO_MODEL_DIRNAME
+    destination.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copyfile(file, destination / file.name)
+    logger.info("Bundled %s (%.1f MB) into %s", model_dir, total / 1e6, destination)
+    return destination
+
+
+def make_demo_assets(
+    model_dir: str | os.PathLike | None = None, write_sample: bool = True, **sample_overrides: Any
+) -> int:
+    """Regenerate the bundled sample and bundle `model_dir` as the demo model; entry of make_demo_assets.py.
+
+    With a model, the sample uses the model's classes (which must be the generator's first `num_classes` shapes)
+    unless `num_classes` is given. `sample_overrides` change `DEMO_SAMPLE_SPEC` fields (e.g. `seed`).
+    """
+    if model_dir is not None and "num_classes" not in sample_overrides:
+        sample_overrides["num_classes"] = synthetic_num_classes(model_dir)
+    if write_sample:
+        video, annotations = write_demo_sample(ASSETS_DIR / SAMPLE_DIRNAME, **sample_overrides)
+        print(f"sample video: {video}\nground truth: {annotations}")
+    if model_dir is not None:
+        print(f"demo model: {bundle_demo_model(model_dir)}")
+    return 0
+
+
+def synthetic_num_classes(model_dir: str | os.PathLike) -> int:
+    """Number of synthetic shape classes a model was trained on (its class names must be the generator's first ones)."""
+    from .data.synthetic import SHAPE_CLASSES
+
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    names = [str(config["id2label"][key]) for key in sorted(config["id2label"], key=int)]
+    if names != list(SHAPE_CLASSES[: len(names)]):
+        raise ValueError(
+            f"{model_dir} predicts {names}, not the synthetic generator's classes {list(SHAPE_CLASSES)} in order: "
+            "it was not trained on `--synthetic` data, so the demo sample cannot be matched to it."
+        )
+    return len(names)
+
+
+def label_to_category_id(id2label: Mapping[Any, str], categories: list[Mapping[str, Any]]) -> dict[int, int]:
+    """Model label -> ground-truth category id: by name when every model class name is a category name, else the
+    YouTube-VIS rule `label + 1`."""
+    by_name = {str(category["name"]): int(category["id"]) for category in categories}
+    names = {int(label): str(name) for label, name in id2label.items()}
+    if set(names.values()) <= set(by_name):
+        return {label: by_name[name] for label, name in names.items()}
+    logger.warning(
+        "Model class names %s are not the ground-truth categories: using label + 1.", sorted(names.values())
+    )
+    return {label: label + 1 for label in names}
+
+
+def evaluate_results(payload: Mapping[str, Any], annotations: str | os.PathLike) -> dict[str, Any]:
+    """YouTube-VIS AP of a `results.json` document for a one-video ground-truth file."""
+    from .evaluation import evaluate_youtube_vis
+
+    ground_truth = json.loads(Path(annotations).read_text(encoding="utf-8"))
+    if len(ground_truth["videos"]) != 1:
+        raise ValueError(
+            f"{annotations} describes {len(ground_truth['videos'])} videos; the demo scores one video, so the "
+            "ground truth must hold exactly the one video that was segmented."
+        )
+    video = ground_truth["videos"][0]
+    if int(video["length"]) != int(payload["num_frames"]):
+        raise ValueError(
+            f"{annotations} has {video['length']} frames for video {video['id']} but the prediction has "
+            f"{payload['num_frames']}: they do not describe the same video."
+        )
+    mapping = label_to_category_id(payload["id2label"], ground_truth["categories"])
+    results = results_to_youtube_vis(payload, video_id=int(video["id"]), label_to_category_id=mapping)
+    return evaluate_youtube_vis(ground_truth, results)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", help="video file or frame folder (default: the bundled sample video)")
+    parser.add_argument("--model", help="saved TeViT folder (default: the bundled demo model)")
+    parser.add_argument(
+        "--annotations",
+        help="YouTube-VIS ground truth of the video, to print its AP (default: the bundled sample's, with no --video)",
+    )
+    add_inference_arguments(parser, default_output_dir="demo_output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .evaluation import format_metrics_table
+    from .evaluation.evaluate_command import write_json_atomic
+    from .model_loading import load_pipeline
+
+    model_dir = Path(args.model) if args.model else bundled_demo_model_dir()
+    video = Path(args.video) if args.video else bundled_sample_video()
+    annotations = args.annotations or (None if args.video else bundled_sample_annotations())
+    pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
+    prediction = predict_video(
+        pipe,
+        video,
+        args.output_dir,
+        clip_length=args.clip_length,
+        stride=args.stride,
+        threshold=args.threshold,
+        mask_threshold=args.mask_threshold,
+        display_threshold=args.display_threshold,
+        overlay_formats=args.overlay_format or DEMO_OVERLAY_FORMATS,
+        model_name=str(model_dir),
+    )
+    print(format_summary_table(prediction.payload, prediction.inference_seconds))
+    if annotations is not None:
+        metrics = evaluate_results(prediction.payload, annotations)
+        metrics_path = write_json_atomic(Path(args.output_dir) / METRICS_FILENAME, metrics)
+        print(f"\nYouTube-VIS metrics against {annotations}:\n{format_metrics_table(metrics)}")
+        print(f"\nmetrics: {metrics_path}")
+    print(f"results: {prediction.results_path}")
+    for path in prediction.overlay_paths:
+        print(f"overlay: {path}")
+    return 0
+
+
+__all__ = [
+    "DEMO_SAMPLE_SPEC",
+    "add_arguments",
+    "bundle_demo_model",
+    "bundled_demo_model_dir",
+    "bundled_sample_annotations",
+    "bundled_sample_video",
+    "evaluate_results",
+    "label_to_category_id",
+    "make_demo_assets",
+    "run",
+    "synthetic_num_classes",
+    "write_demo_sample",
+]

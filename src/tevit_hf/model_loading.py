@@ -1,0 +1,165 @@
+"""Load a saved TeViT folder strictly: safetensors only, and config and weights must agree.
+
+`transformers` loads a folder whose config and weights disagree with only a warning when keys are missing (they are
+randomly initialised) and raises a generic error when shapes differ. The CLI commands and the Hub tooling load
+through `load_model_and_processor`, which checks the folder first and names the file, the keys and the shapes at
+fault. Library-only (not part of the Hub file set).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .image_processing_tevit import TeViTImageProcessor
+from .pipeline_tevit import VideoInstanceSegmentationPipeline
+
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILENAME = "config.json"
+PREPROCESSOR_CONFIG_FILENAME = "preprocessor_config.json"
+SAFETENSORS_FILENAME = "model.safetensors"
+SAFETENSORS_INDEX_FILENAME = "model.safetensors.index.json"
+# Weight formats that need pickle to load: never read.
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# How many disagreeing keys an error message lists.
+_MAX_KEYS_IN_MESSAGE = 8
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be loaded as it is (missing files, pickle-only weights, config/weights mismatch)."""
+
+
+def safetensors_files(model_dir: str | os.PathLike) -> list[Path]:
+    """The safetensors weight files of a folder (one file, or the shards its index lists).
+
+    Raises:
+        ModelFolderError: no safetensors weights (naming any pickle weight files found instead).
+    """
+    model_dir = Path(model_dir)
+    single = model_dir / SAFETENSORS_FILENAME
+    index = model_dir / SAFETENSORS_INDEX_FILENAME
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        with open(index, encoding="utf-8") as handle:
+            shards = sorted(set(json.load(handle)["weight_map"].values()))
+        missing = [name for name in shards if not (model_dir / name).is_file()]
+        if missing:
+            raise ModelFolderError(f"{index} lists shards that are not in {model_dir}: {missing}.")
+        return [model_dir / name for name in shards]
+    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix.lower() in PICKLE_WEIGHT_SUFFIXES)
+    hint = (
+        f" It holds pickle weights {pickles}, which are never loaded (they can run code): re-save the model with "
+        "`save_pretrained` (safetensors) or convert an official checkpoint with `tevit-hf convert`."
+        if pickles
+        else ""
+    )
+    raise ModelFolderError(f"{model_dir} has no {SAFETENSORS_FILENAME} (or {SAFETENSORS_INDEX_FILENAME}).{hint}")
+
+
+def check_weights_match_config(model_dir: str | os.PathLike, config: Any | None = None) -> None:
+    """Compare the tensor names and shapes in the safetensors files with the model the config builds.
+
+    The model is built on the meta device (no memory is allocated).
+
+    Raises:
+        ModelFolderError: keys missing from the weights, unexpected keys, or shape mismatches, listed with shapes.
+    """
+    model_dir = Path(model_dir)
+    config = AutoConfig.from_pretrained(model_dir) if config is None else config
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in AutoModel.from_config(config).state_dict().items()}
+    found: dict[str, tuple[int, ...]] = {}
+    for file in safetensors_files(model_dir):
+        with safe_open(file, framework="pt") as weights:
+            for name in weights.keys():
+                found[name] = tuple(weights.get_slice(name).get_shape())
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(name for name in set(expected) & set(found) if expected[name] != found[name])
+    if not (missing or unexpected or mismatched):
+        return
+    problems = []
+    if mismatched:
+        listed = [f"{name}: weights {found[name]} vs config {expected[name]}" for name in mismatched]
+        problems.append(f"{len(mismatched)} shape mismatches ({_first(listed)})")
+    if missing:
+        problems.append(f"{len(missing)} tensors the config needs are missing from the weights ({_first(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensors in the weights are unknown to the config ({_first(unexpected)})")
+    raise ModelFolderError(
+        f"{model_dir}: {CONFIG_FILENAME} and the safetensors weights disagree: " + "; ".join(problems) + ". "
+        "The config does not describe the model these weights were saved from (edited config.json, or files from "
+        "two different models)."
+    )
+
+
+def _first(items: list[str]) -> str:
+    more = f", ... {len(items) - _MAX_KEYS_IN_MESSAGE} more" if len(items) > _MAX_KEYS_IN_MESSAGE else ""
+    return ", ".join(items[:_MAX_KEYS_IN_MESSAGE]) + more
+
+
+def load_model_and_processor(
+    model_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+) -> tuple[Any, Any]:
+    """Load a TeViT model (eval mode) and its image processor from a local folder, strictly.
+
+    Args:
+        model_dir: a folder written by `save_pretrained` (config.json + safetensors weights, preprocessor config).
+        device: torch device to put the model on.
+        dtype: model dtype (`torch.float32`, `"bfloat16"`, ...); None keeps the saved dtype.
+
+    Raises:
+        FileNotFoundError: the folder or its config.json does not exist.
+        ModelFolderError: no safetensors weights, or config and weights disagree.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist.")
+    if not (model_dir / CONFIG_FILENAME).is_file():
+        raise FileNotFoundError(f"Model folder {str(model_dir)!r} has no {CONFIG_FILENAME}.")
+    config = AutoConfig.from_pretrained(model_dir)
+    check_weights_match_config(model_dir, config)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model = AutoModel.from_pretrained(model_dir, config=config, use_safetensors=True, dtype=dtype or "auto")
+    model = model.to(device).eval()
+    if (model_dir / PREPROCESSOR_CONFIG_FILENAME).is_file():
+        processor = AutoImageProcessor.from_pretrained(model_dir)
+    else:
+        logger.warning("%s has no %s; using the default TeViTImageProcessor.", model_dir, PREPROCESSOR_CONFIG_FILENAME)
+        processor = TeViTImageProcessor()
+    return model, processor
+
+
+def load_pipeline(
+    model_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    **pipeline_kwargs: Any,
+) -> VideoInstanceSegmentationPipeline:
+    """`VideoInstanceSegmentationPipeline` on a strictly loaded folder (see `load_model_and_processor`)."""
+    model, processor = load_model_and_processor(model_dir, device=device, dtype=dtype)
+    return VideoInstanceSegmentationPipeline(
+        model=model, image_processor=processor, device=torch.device(device), **pipeline_kwargs
+    )
+
+
+__all__ = [
+    "ModelFolderError",
+    "check_weights_match_config",
+    "load_model_and_processor",
+    "load_pipeline",
+    "safetensors_files",
+]

@@ -1,0 +1,317 @@
+"""`tevit-hf predict`: segment and track the instances of a video file or frame folder.
+
+    tevit-hf predict VIDEO_OR_FRAMES_DIR --model DIR [--output-dir OUT] [--clip-length 36 --stride 18]
+        [--threshold 0.0 --display-threshold 0.3 --device cpu --dtype float32]
+
+Writes `results.json` (see `build_results_payload`) and an overlay video (`overlay.mp4`, or `.gif`) to the output
+folder and prints a summary table. A video longer than the clip runs near-online (overlapping clips linked into
+tracks); frames are streamed twice (inference, then the overlay) so memory stays bounded by the clip length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .evaluation.evaluate_command import write_json_atomic
+from .pipeline_tevit import resolve_clip_schedule
+from .tracking_tevit import DEFAULT_CLIP_LENGTH
+from .video_io import iter_video_frames, probe_video
+from .visualization import write_annotated_video
+
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILENAME = "results.json"
+OVERLAY_STEM = "overlay"
+OVERLAY_FORMATS = ("mp4", "gif")
+DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+# Instances below this score are written to results.json but not drawn on the overlay.
+DEFAULT_DISPLAY_THRESHOLD = 0.3
+# Frame rate of overlays for sources without timing (frame folders).
+DEFAULT_OVERLAY_FPS = 10.0
+
+
+@dataclass
+class Prediction:
+    """The outcome of `predict_video`: the instances, the files written and how long inference took."""
+
+    instances: list[dict[str, Any]]
+    payload: dict[str, Any]
+    results_path: Path
+    overlay_paths: list[Path]
+    inference_seconds: float
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="video file (mp4, avi, ...) or folder of frame images")
+    parser.add_argument(
+        "--model", required=True, help="folder of a saved TeViT model (config, safetensors, processor)"
+    )
+    add_inference_arguments(parser, default_output_dir="predict_output")
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
+    """Arguments shared by `predict` and `demo`."""
+    parser.add_argument("--output-dir", default=default_output_dir, help="where results.json and the overlay go")
+    parser.add_argument(
+        "--clip-length",
+        type=int,
+        default=DEFAULT_CLIP_LENGTH,
+        help="frames per clip; longer videos run near-online over overlapping clips",
+    )
+    parser.add_argument("--stride", type=int, help="frames between clip starts (default: half the clip length)")
+    parser.add_argument("--threshold", type=float, default=0.0, help="drop instances scoring below this")
+    parser.add_argument("--mask-threshold", type=float, help="mask probability threshold (default: the config's)")
+    parser.add_argument(
+        "--display-threshold",
+        type=float,
+        default=DEFAULT_DISPLAY_THRESHOLD,
+        help="instances scoring below this are kept in results.json but not drawn on the overlay",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help="model dtype")
+    parser.add_argument(
+        "--overlay-format",
+        choices=OVERLAY_FORMATS,
+        action="append",
+        help="overlay file type; repeat for several (default: mp4)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .model_loading import load_pipeline
+
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
+    prediction = predict_video(
+        pipe,
+        args.video,
+        args.output_dir,
+        clip_length=args.clip_length,
+        stride=args.stride,
+        threshold=args.threshold,
+        mask_threshold=args.mask_threshold,
+        display_threshold=args.display_threshold,
+        overlay_formats=args.overlay_format or ["mp4"],
+        model_name=str(args.model),
+    )
+    print(format_summary_table(prediction.payload, prediction.inference_seconds))
+    print(f"\nresults: {prediction.results_path}")
+    for path in prediction.overlay_paths:
+        print(f"overlay: {path}")
+    return 0
+
+
+def predict_video(
+    pipe: Any,
+    video: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    clip_length: int = DEFAULT_CLIP_LENGTH,
+    stride: int | None = None,
+    threshold: float = 0.0,
+    mask_threshold: float | None = None,
+    display_threshold: float = DEFAULT_DISPLAY_THRESHOLD,
+    overlay_formats: Sequence[str] = ("mp4",),
+    model_name: str | None = None,
+    show_progress: bool = True,
+) -> Prediction:
+    """Run a `VideoInstanceSegmentationPipeline` on a video file / frame folder and write results and overlays.
+
+    Returns:
+        A `Prediction`; `results.json` and `overlay.<format>` are in `output_dir`.
+    """
+    for overlay_format in overlay_formats:
+        if overlay_format not in OVERLAY_FORMATS:
+            raise ValueError(f"overlay format must be one of {OVERLAY_FORMATS}, got {overlay_format!r}.")
+    info = probe_video(video)
+    clip_length, stride = resolve_clip_schedule(clip_length, stride)
+    parameters = {"clip_length": clip_length, "stride": stride, "threshold": threshold}
+    if mask_threshold is not None:
+        parameters["mask_threshold"] = mask_threshold
+    started = time.perf_counter()
+    instances = pipe(os.fspath(video), return_rle=True, show_progress=show_progress, **parameters)
+    inference_seconds = time.perf_counter() - started
+    payload = build_results_payload(
+        instances,
+        video=os.fspath(video),
+        num_frames=_num_frames(instances, info.num_frames),
+        fps=info.fps,
+        frame_size=(info.height, info.width),
+        id2label=pipe.model.config.id2label,
+        settings={
+            "model": model_name,
+            "clip_length": clip_length,
+            "stride": stride,
+            "threshold": threshold,
+            "mask_threshold": mask_threshold if mask_threshold is not None else pipe.model.config.mask_threshold,
+        },
+    )
+    output_dir = Path(output_dir)
+    results_path = write_json_atomic(output_dir / RESULTS_FILENAME, payload)
+    overlay_paths = [
+        write_overlay(
+            iter_video_frames(video),
+            instances,
+            output_dir / f"{OVERLAY_STEM}.{overlay_format}",
+            fps=info.fps or DEFAULT_OVERLAY_FPS,
+            id2label=pipe.model.config.id2label,
+            display_threshold=display_threshold,
+            num_frames=payload["num_frames"],
+        )
+        for overlay_format in overlay_formats
+    ]
+    return Prediction(instances, payload, results_path, overlay_paths, inference_seconds)
+
+
+def _num_frames(instances: Sequence[Mapping[str, Any]], probed: int) -> int:
+    # The decoded length is authoritative (a container's frame count can be off by a frame or two).
+    return len(instances[0]["frame_valid"]) if instances else probed
+
+
+def build_results_payload(
+    instances: Sequence[Mapping[str, Any]],
+    video: str,
+    num_frames: int,
+    fps: float | None,
+    frame_size: tuple[int, int],
+    id2label: Mapping[int, str],
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `results.json` document: the video, the settings, and the instances (JSON-serialisable).
+
+    Each instance: `id`, `label` (name), `label_id`, `score`, `boxes` (per frame `[x1, y1, x2, y2]` in original pixels
+    or `null` where the track is absent) and `segmentations` (per frame a COCO RLE `{"size": [H, W], "counts": str}`,
+    or `null` where absent). `results_to_youtube_vis` turns it into YouTube-VIS results entries.
+    """
+    entries = []
+    for instance in instances:
+        valid = _as_list(instance["frame_valid"])
+        boxes = np.asarray(_as_array(instance["boxes"]), dtype=np.float64)
+        segmentations = instance["segmentations"]
+        entries.append(
+            {
+                "id": int(instance["id"]),
+                "label": str(instance["label"]),
+                "label_id": int(instance["label_id"]),
+                "score": float(instance["score"]),
+                "boxes": [
+                    [round(float(v), 2) for v in box] if ok and np.isfinite(box).all() else None
+                    for box, ok in zip(boxes, valid)
+                ],
+                "segmentations": [dict(rle) if ok else None for rle, ok in zip(segmentations, valid)],
+            }
+        )
+    return {
+        "video": video,
+        "num_frames": int(num_frames),
+        "fps": fps,
+        "height": int(frame_size[0]),
+        "width": int(frame_size[1]),
+        **dict(settings or {}),
+        "id2label": {str(key): str(value) for key, value in id2label.items()},
+        "instances": entries,
+    }
+
+
+def results_to_youtube_vis(
+    payload: Mapping[str, Any], video_id: int, label_to_category_id: Mapping[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """YouTube-VIS results entries (`video_id`, `category_id`, `score`, `segmentations`) from a `results.json`.
+
+    `label_to_category_id` defaults to `label_id + 1` (the YouTube-VIS-2019 rule); absent frames stay `null`.
+    """
+    results = []
+    for instance in payload["instances"]:
+        label = int(instance["label_id"])
+        if label_to_category_id is not None and label not in label_to_category_id:
+            raise ValueError(f"label_id {label} of instance {instance['id']} has no category id in the mapping.")
+        results.append(
+            {
+                "video_id": int(video_id),
+                "category_id": label + 1 if label_to_category_id is None else int(label_to_category_id[label]),
+                "score": float(instance["score"]),
+                "segmentations": instance["segmentations"],
+            }
+        )
+    return results
+
+
+def write_overlay(
+    frames: Iterable[np.ndarray],
+    instances: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    fps: float,
+    id2label: Mapping[int, str],
+    display_threshold: float = DEFAULT_DISPLAY_THRESHOLD,
+    num_frames: int | None = None,
+) -> Path:
+    """Draw the pipeline's instances (label names, `label_id`) onto the frames and write MP4/GIF by suffix."""
+    drawable = [{**instance, "label": int(instance["label_id"])} for instance in instances]
+    frames = tqdm(frames, total=num_frames, desc=f"writing {Path(path).name}", unit="frame", leave=False)
+    return write_annotated_video(
+        frames, drawable, path, fps=fps, id2label=dict(id2label), score_threshold=display_threshold
+    )
+
+
+def format_summary_table(payload: Mapping[str, Any], inference_seconds: float | None = None) -> str:
+    """A plain-text table of the instances of a `results.json` document, with a one-line header."""
+    num_frames = payload["num_frames"]
+    header = f"{len(payload['instances'])} instances in {num_frames} frames ({payload['width']}x{payload['height']})"
+    if inference_seconds:
+        header += f", inference {inference_seconds:.1f} s ({num_frames / inference_seconds:.1f} frames/s)"
+    rows = [("id", "label", "score", "frames", "first", "last")]
+    for instance in payload["instances"]:
+        present = [index for index, rle in enumerate(instance["segmentations"]) if rle is not None]
+        rows.append(
+            (
+                str(instance["id"]),
+                instance["label"],
+                f"{instance['score']:.3f}",
+                str(len(present)),
+                str(present[0]) if present else "-",
+                str(present[-1]) if present else "-",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [header, ""]
+    for index, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                cell.ljust(width) if column == 1 else cell.rjust(width)
+                for column, (cell, width) in enumerate(zip(row, widths))
+            )
+        )
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _as_array(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _as_list(values: Any) -> list[bool]:
+    return [bool(value) for value in _as_array(values).reshape(-1)]
+
+
+__all__ = [
+    "Prediction",
+    "add_arguments",
+    "build_results_payload",
+    "format_summary_table",
+    "predict_video",
+    "results_to_youtube_vis",
+    "run",
+    "write_overlay",
+]
