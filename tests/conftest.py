@@ -6,25 +6,12 @@ import pytest
 import torch
 
 from tevit_hf import TeViTConfig
+from tevit_hf.configuration_tevit import TINY_CONFIG_KWARGS
 
 
 def tiny_config(**overrides) -> TeViTConfig:
     """A TeViT small enough for CPU tests (every structural feature of the full model kept)."""
-    values = dict(
-        backbone_hidden_sizes=[8, 16, 24, 32],
-        backbone_num_attention_heads=[1, 1, 1, 1],
-        backbone_mlp_ratios=[2, 2, 2, 2],
-        hidden_size=32,
-        head_num_attention_heads=4,
-        head_ffn_dim=64,
-        dynamic_conv_dim=8,
-        mask_conv_dim=16,
-        num_queries=10,
-        num_head_stages=2,
-        num_messenger_tokens=8,
-        num_labels=3,
-        num_selected_instances=5,
-    )
+    values = {**TINY_CONFIG_KWARGS, "num_labels": 3}
     values.update(overrides)
     return TeViTConfig(**values)
 

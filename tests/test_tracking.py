@@ -8,8 +8,9 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
-from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation, TeViTImageProcessor
+from tevit_hf import TeViTForVideoInstanceSegmentation, TeViTImageProcessor
 from tevit_hf.image_processing_tevit import decode_mask_rle, encode_masks_rle
 from tevit_hf.tracking_tevit import (
     ClipLinker,
@@ -282,21 +283,7 @@ TINY_SIZE = 64
 
 @pytest.fixture(scope="module")
 def tiny_model() -> TeViTForVideoInstanceSegmentation:
-    config = TeViTConfig(
-        backbone_hidden_sizes=[8, 16, 24, 32],
-        backbone_num_attention_heads=[1, 1, 1, 1],
-        backbone_mlp_ratios=[2, 2, 2, 2],
-        hidden_size=32,
-        head_num_attention_heads=4,
-        head_ffn_dim=64,
-        dynamic_conv_dim=8,
-        mask_conv_dim=16,
-        num_queries=10,
-        num_head_stages=2,
-        num_messenger_tokens=8,
-        num_labels=3,
-        num_selected_instances=5,
-    )
+    config = tiny_config()
     torch.manual_seed(0)
     return TeViTForVideoInstanceSegmentation(config).eval()
 

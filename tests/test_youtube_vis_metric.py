@@ -757,24 +757,13 @@ def test_cli_scores_fifty_generated_videos_with_their_ground_truth_as_ap_one(tmp
 
 def _tiny_saved_model(tmp_path: Path, categories: list[dict]) -> Path:
     import torch
+    from conftest import tiny_config
 
-    from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation, TeViTImageProcessor
+    from tevit_hf import TeViTForVideoInstanceSegmentation, TeViTImageProcessor
 
     torch.manual_seed(0)
-    config = TeViTConfig(
-        backbone_hidden_sizes=[8, 16, 24, 32],
-        backbone_num_attention_heads=[1, 1, 1, 1],
-        backbone_mlp_ratios=[2, 2, 2, 2],
-        hidden_size=32,
-        head_num_attention_heads=4,
-        head_ffn_dim=64,
-        dynamic_conv_dim=8,
-        mask_conv_dim=16,
-        num_queries=10,
-        num_head_stages=2,
-        num_messenger_tokens=8,
+    config = tiny_config(
         num_labels=len(categories),
-        num_selected_instances=5,
         id2label={label: category["name"] for label, category in enumerate(categories)},
     )
     model_dir = tmp_path / "model"

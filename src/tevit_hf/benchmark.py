@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .configuration_tevit import PVT_V2_PRESETS, TeViTConfig
+from .configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from .image_processing_tevit import TeViTImageProcessor
 from .modeling_tevit import TeViTForVideoInstanceSegmentation
 from .tracking_tevit import TeViTNearOnlineTracker
@@ -55,22 +55,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 PAPER_GFLOPS_PER_FRAME = 82.19
 PAPER_FRAMES_PER_SECOND = 68.9
 DEFAULT_NEAR_ONLINE_LENGTHS = (100, 1000, 5000)
-# A tiny TeViT (every structural feature kept), for smoke runs, tests and the near-online memory benchmark.
-TINY_CONFIG: dict[str, Any] = {
-    "backbone_hidden_sizes": [8, 16, 24, 32],
-    "backbone_num_attention_heads": [1, 1, 1, 1],
-    "backbone_mlp_ratios": [2, 2, 2, 2],
-    "hidden_size": 32,
-    "head_num_attention_heads": 4,
-    "head_ffn_dim": 64,
-    "dynamic_conv_dim": 8,
-    "mask_conv_dim": 16,
-    "num_queries": 10,
-    "num_head_stages": 2,
-    "num_messenger_tokens": 8,
-    "num_labels": 3,
-    "num_selected_instances": 5,
-}
+# The tiny TeViT, for smoke runs, tests and the near-online memory benchmark.
+TINY_CONFIG: dict[str, Any] = {**TINY_CONFIG_KWARGS, "num_labels": 3}
 _MEGABYTE = 1024 * 1024
 # Module names (as FlopCounterMode records them) of the parts of the FLOP split; ModuleLists are never called, so
 # their members are matched.

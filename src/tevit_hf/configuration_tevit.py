@@ -45,6 +45,22 @@ PVT_V2_PRESETS: dict[str, dict[str, Any]] = {
            "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [4, 4, 4, 4]},
 }  # fmt: skip
 
+# A tiny TeViT keeping every structural feature of the full model: for tests, smoke runs and benchmarks on CPU.
+TINY_CONFIG_KWARGS: dict[str, Any] = {
+    "backbone_hidden_sizes": [8, 16, 24, 32],
+    "backbone_num_attention_heads": [1, 1, 1, 1],
+    "backbone_mlp_ratios": [2, 2, 2, 2],
+    "hidden_size": 32,
+    "head_num_attention_heads": 4,
+    "head_ffn_dim": 64,
+    "dynamic_conv_dim": 8,
+    "mask_conv_dim": 16,
+    "num_queries": 10,
+    "num_head_stages": 2,
+    "num_messenger_tokens": 8,
+    "num_selected_instances": 5,
+}
+
 _BACKBONE_LIST_FIELDS = (
     "backbone_hidden_sizes",
     "backbone_depths",
@@ -325,4 +341,4 @@ class TeViTConfig(PreTrainedConfig):
         return cls(**{**PVT_V2_PRESETS[key], **kwargs})
 
 
-__all__ = ["TeViTConfig", "PVT_V2_PRESETS", "YOUTUBE_VIS_2019_CLASSES"]
+__all__ = ["TeViTConfig", "PVT_V2_PRESETS", "TINY_CONFIG_KWARGS", "YOUTUBE_VIS_2019_CLASSES"]
