@@ -1,0 +1,241 @@
+"""Command-line arguments of `scripts/train.py` (style of the Transformers `*_no_trainer` examples) and their checks.
+
+Defaults are the official TeViT recipe (spec 5.1-5.3): clips of 5 frames, 2 clips per device, AdamW lr 2.5e-4 with
+the backbone at x0.1, weight decay 1e-4, gradient clipping at 0.1, 9200 steps with a linear warm-up and x0.1 drops
+(scaled to `--max_train_steps` when it differs), multi-scale training (long edge 640-960, short edge 360-480).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+
+from ..data.clip_sampling import SAMPLING_MODES
+from ..data.transforms import DEFAULT_TRAIN_SCALES, SCALE_MODES
+from .optimization import OFFICIAL_MAX_STEPS, OFFICIAL_WARMUP_START_FACTOR, SCHEDULER_TYPES
+
+
+DEFAULT_MODEL = "pvt_v2_b1"
+DEFAULT_TEST_SIZE = (640, 360)
+MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+
+
+class TrainingArgumentError(ValueError):
+    """Arguments that cannot work together; raised before anything is loaded."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`"640x360"` -> `(640, 360)`: (long edge, short edge) bound of a keep-ratio resize."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected LONGxSHORT such as 640x360, got {text!r}")
+    long_edge, short_edge = int(match.group(1)), int(match.group(2))
+    if min(long_edge, short_edge) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return long_edge, short_edge
+
+
+def _checkpointing_steps(text: str) -> str | int:
+    if text == "epoch":
+        return text
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number of steps or 'epoch', got {text!r}") from error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train or fine-tune TeViT for video instance segmentation with Accelerate "
+        "(`accelerate launch scripts/train.py ...`).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model_name_or_path",
+        default=DEFAULT_MODEL,
+        help="a preset (tiny, pvt_v2_b0 ... pvt_v2_b5; the official model is pvt_v2_b1), a config .json, or a model "
+        "folder (saved or converted; its weights are loaded non-strictly)",
+    )
+    model.add_argument(
+        "--config_overrides",
+        default=None,
+        help="config fields to change, e.g. 'hidden_size=64,num_queries=20,backbone_depths=[1,1,1,1]' or a json object",
+    )
+    model.add_argument(
+        "--init_from",
+        default=None,
+        help="start from these weights (model folder or .safetensors/.bin file) instead of the model folder's own: "
+        "tensors of another name or shape (e.g. a 40-class head for a 25-class dataset) are skipped and reported",
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_annotations", help="YouTube-VIS-format annotation json of the training videos")
+    data.add_argument("--train_frames_dir", help="folder the training file_names are relative to (default: "
+                      "<annotation folder>/JPEGImages)")  # fmt: skip
+    data.add_argument("--val_annotations", help="annotation json of the validation videos (enables evaluation)")
+    data.add_argument("--val_frames_dir", help="frames folder of the validation videos")
+    data.add_argument("--max_eval_videos", type=int, default=None, help="evaluate on the first N validation videos")
+    data.add_argument("--synthetic", action="store_true", help="generate (or reuse) a synthetic train/val dataset")
+    data.add_argument(
+        "--synthetic_dir", default=None, help="where the synthetic data goes (<output_dir>/synthetic_data)"
+    )
+    data.add_argument("--synthetic_num_train_videos", type=int, default=64)
+    data.add_argument("--synthetic_num_val_videos", type=int, default=16)
+    data.add_argument("--synthetic_num_frames", type=int, default=8)
+    data.add_argument("--synthetic_height", type=int, default=96)
+    data.add_argument("--synthetic_width", type=int, default=128)
+    data.add_argument("--synthetic_num_classes", type=int, default=4)
+    data.add_argument("--synthetic_max_instances", type=int, default=3)
+    data.add_argument("--synthetic_seed", type=int, default=0)
+    data.add_argument("--clip_length", type=int, default=5, help="frames per training clip")
+    data.add_argument("--sampling_mode", choices=SAMPLING_MODES, default="random",
+                      help="'random': annotated frames of the video in random order (official); 'window': consecutive")  # fmt: skip
+    data.add_argument(
+        "--train_scales",
+        type=parse_size,
+        nargs="+",
+        default=list(DEFAULT_TRAIN_SCALES),
+        help="training resize bounds LONGxSHORT (official 640x360 960x480)",
+    )
+    data.add_argument("--scale_mode", choices=SCALE_MODES, default="range",
+                      help="'range': long/short edges drawn between the two scales (official); 'value': one of them")  # fmt: skip
+    data.add_argument("--flip_probability", type=float, default=0.5)
+    data.add_argument("--test_size", type=parse_size, default=DEFAULT_TEST_SIZE,
+                      help="inference resize bound LONGxSHORT, saved in the image processor (official 640x360)")  # fmt: skip
+    data.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per device")
+    data.add_argument(
+        "--skip_bad_clips", action="store_true", help="replace clips that fail to load instead of failing"
+    )
+
+    optimization = parser.add_argument_group("optimization")
+    optimization.add_argument("--per_device_train_batch_size", type=int, default=2, help="clips per device and step")
+    optimization.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optimization.add_argument("--learning_rate", type=float, default=2.5e-4)
+    optimization.add_argument("--backbone_lr_multiplier", type=float, default=0.1,
+                              help="lr multiplier of every model.backbone.* parameter (messenger tokens included)")  # fmt: skip
+    optimization.add_argument(
+        "--weight_decay", type=float, default=1e-4, help="AdamW weight decay, on every parameter"
+    )
+    optimization.add_argument("--adam_beta1", type=float, default=0.9)
+    optimization.add_argument("--adam_beta2", type=float, default=0.999)
+    optimization.add_argument("--adam_epsilon", type=float, default=1e-8)
+    optimization.add_argument("--max_grad_norm", type=float, default=0.1, help="L2 gradient clipping (0 = none)")
+    optimization.add_argument("--max_train_steps", type=int, default=None,
+                              help=f"optimizer steps (default {OFFICIAL_MAX_STEPS} unless --num_train_epochs is given)")  # fmt: skip
+    optimization.add_argument(
+        "--num_train_epochs", type=int, default=None, help="epochs, if --max_train_steps is not set"
+    )
+    optimization.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="step")
+    optimization.add_argument("--lr_drop_steps", type=int, nargs="*", default=None,
+                              help="steps where the 'step' schedule multiplies the lr by --lr_drop_gamma (default: the "
+                              "official 6100 8500 scaled to --max_train_steps)")  # fmt: skip
+    optimization.add_argument("--lr_drop_gamma", type=float, default=0.1)
+    optimization.add_argument("--warmup_steps", type=int, default=None,
+                              help="linear warm-up steps (default: the official 770 scaled to --max_train_steps)")  # fmt: skip
+    optimization.add_argument("--warmup_start_factor", type=float, default=OFFICIAL_WARMUP_START_FACTOR,
+                              help="lr multiplier at the first warm-up step (mmcv warmup_ratio)")  # fmt: skip
+    optimization.add_argument("--min_lr_ratio", type=float, default=0.0, help="final lr multiplier of 'cosine'")
+    optimization.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default=None,
+                              help="Accelerate mixed precision (default: the accelerate config / launcher setting)")  # fmt: skip
+    optimization.add_argument("--seed", type=int, default=0)
+    optimization.add_argument("--sync_bn", action="store_true",
+                              help="convert the mask heads' BatchNorm to SyncBatchNorm (multi-GPU only)")  # fmt: skip
+    optimization.add_argument("--ddp_find_unused_parameters", action="store_true",
+                              help="DDP find_unused_parameters (needed only for custom models with unused branches)")  # fmt: skip
+    optimization.add_argument("--num_threads", type=int, default=None, help="torch CPU threads per process")
+
+    run = parser.add_argument_group("checkpoints, evaluation, logging")
+    run.add_argument("--output_dir", required=True, help="final model, model card, checkpoints and logs")
+    run.add_argument("--checkpointing_steps", type=_checkpointing_steps, default=None,
+                     help="save the training state every N steps, or 'epoch' (0 / unset = never)")  # fmt: skip
+    run.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
+    run.add_argument("--checkpoint_dir", default=None, help="where checkpoints go (default <output_dir>/checkpoints)")
+    run.add_argument("--resume_from_checkpoint", default=None,
+                     help="a checkpoint folder, or 'latest' (the newest one in the checkpoint folder, if any)")  # fmt: skip
+    run.add_argument("--eval_steps", type=int, default=None,
+                     help="evaluate YouTube-VIS AP on the validation set every N steps (it is always run at the end)")  # fmt: skip
+    run.add_argument("--skip_final_evaluation", action="store_true", help="do not evaluate at the end of training")
+    run.add_argument("--logging_steps", type=int, default=10, help="log losses, lr and speed every N steps")
+    run.add_argument("--with_tracking", action="store_true", help="log to the trackers of --report_to")
+    run.add_argument("--report_to", default="all",
+                     help="tracker(s) for --with_tracking: tensorboard, trackio, wandb, ... or 'all' (those installed)")  # fmt: skip
+    run.add_argument("--push_to_hub", action="store_true", help="upload the final model folder to the Hub")
+    run.add_argument("--hub_model_id", default=None, help="Hub repository (default: the output folder name)")
+    run.add_argument("--hub_private_repo", action="store_true")
+
+    debug = parser.add_argument_group("debugging (used by the tests)")
+    debug.add_argument("--debug_rank_report", action="store_true",
+                       help="each process writes <output_dir>/rank_<i>.json with its rank and a weights checksum")  # fmt: skip
+    debug.add_argument("--debug_sleep_after_checkpoint", type=float, default=0.0,
+                       help="sleep this many seconds after each checkpoint (to kill a run at a known point)")  # fmt: skip
+    return parser
+
+
+def validate_arguments(args: argparse.Namespace) -> None:
+    """Checks that need no files: positive sizes, consistent schedule, data source. Raises TrainingArgumentError."""
+    positive = ["clip_length", "per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps"]
+    positive += [name for name in ("max_train_steps", "num_train_epochs", "eval_steps", "max_eval_videos")
+                 if getattr(args, name) is not None]  # fmt: skip
+    if args.synthetic:
+        positive += ["synthetic_num_train_videos", "synthetic_num_val_videos", "synthetic_num_frames"]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise TrainingArgumentError(f"--{name} must be positive, got {getattr(args, name)}")
+    for name in ("learning_rate",):
+        if getattr(args, name) <= 0:
+            raise TrainingArgumentError(f"--{name} must be positive, got {getattr(args, name)}")
+    for name in ("backbone_lr_multiplier", "weight_decay", "max_grad_norm", "num_workers", "warmup_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise TrainingArgumentError(f"--{name} must be >= 0, got {value}")
+    if not 0.0 <= args.flip_probability <= 1.0:
+        raise TrainingArgumentError(f"--flip_probability must be in [0, 1], got {args.flip_probability}")
+    if not 0.0 < args.warmup_start_factor <= 1.0:
+        raise TrainingArgumentError(f"--warmup_start_factor must be in (0, 1], got {args.warmup_start_factor}")
+    if args.synthetic and args.train_annotations:
+        raise TrainingArgumentError("give either --synthetic or --train_annotations, not both")
+    if not args.synthetic and not args.train_annotations:
+        raise TrainingArgumentError(
+            "no training data: give --train_annotations (and --train_frames_dir) or --synthetic"
+        )
+    if args.val_frames_dir and not args.val_annotations:
+        raise TrainingArgumentError("--val_frames_dir needs --val_annotations")
+    if args.lr_drop_steps:
+        if list(args.lr_drop_steps) != sorted(set(args.lr_drop_steps)) or min(args.lr_drop_steps) < 1:
+            raise TrainingArgumentError(f"--lr_drop_steps must be increasing positive steps, got {args.lr_drop_steps}")
+        if args.max_train_steps is not None and args.lr_drop_steps[-1] >= args.max_train_steps:
+            raise TrainingArgumentError(
+                f"--lr_drop_steps {args.lr_drop_steps} must be below --max_train_steps {args.max_train_steps}"
+            )
+    if args.lr_drop_steps and args.lr_scheduler_type != "step":
+        raise TrainingArgumentError("--lr_drop_steps applies only to --lr_scheduler_type step")
+    if args.push_to_hub and not (args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))):
+        raise TrainingArgumentError("--push_to_hub needs --hub_model_id")
+    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
+        raise TrainingArgumentError(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}")
+    if args.debug_sleep_after_checkpoint < 0:
+        raise TrainingArgumentError("--debug_sleep_after_checkpoint must be >= 0")
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and validate; argparse exits with status 2 on malformed values, our checks raise TrainingArgumentError."""
+    args = build_parser().parse_args(argv)
+    validate_arguments(args)
+    return args
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TEST_SIZE",
+    "TrainingArgumentError",
+    "build_parser",
+    "parse_arguments",
+    "parse_size",
+    "validate_arguments",
+]

@@ -1,0 +1,174 @@
+"""Resumable training checkpoints: Accelerate's `save_state` in `step_N` folders, published atomically.
+
+Layout under the checkpoint folder (default `<output_dir>/checkpoints`):
+
+    step_200/                 Accelerate state (model, optimizer, scheduler, RNG of every process, grad scaler)
+        training_state.json   our progress record (step, epoch, batches of the epoch done), written last
+    step_400/
+    latest                    text file naming the newest complete checkpoint ("step_400")
+
+A checkpoint is written to `.step_N.tmp` and renamed to `step_N` only once complete, and `latest` is replaced
+atomically after that rename, so a crash at any moment leaves `latest` pointing to a complete checkpoint. Checkpoints
+are named by the optimizer step, so Accelerate's automatic naming (and its `iteration` counter, which a resumed run
+would otherwise have to restore) is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIRNAME = "checkpoints"
+LATEST_FILENAME = "latest"
+TRAINING_STATE_FILENAME = "training_state.json"
+CHECKPOINT_PREFIX = "step_"
+_CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+
+
+@dataclass
+class TrainingProgress:
+    """Where training stands, enough to continue exactly.
+
+    global_step: optimizer steps done. epoch: current epoch (0-based). batches_in_epoch: micro-batches of that epoch
+    already consumed by each process (the data order of an epoch depends only on the seed and the epoch).
+    """
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingProgress:
+        try:
+            return cls(**{name: int(values[name]) for name in ("global_step", "epoch", "batches_in_epoch")})
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"malformed training state {values!r}: {error}") from error
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step}"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file next to `path`, flush it to disk, then rename it over `path`."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints `(step, path)` under `checkpoint_dir`, oldest first."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for child in checkpoint_dir.iterdir():
+        match = _CHECKPOINT_PATTERN.match(child.name)
+        if match and (child / TRAINING_STATE_FILENAME).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    checkpoint_dir: str | os.PathLike,
+    progress: TrainingProgress,
+    total_limit: int | None = None,
+) -> Path:
+    """Save the full training state as `checkpoint_dir/step_<global_step>` and point `latest` to it.
+
+    Every process must call this (each saves its own RNG state). Returns the checkpoint path.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    name = checkpoint_name(progress.global_step)
+    final_path = checkpoint_dir / name
+    # Same temporary name on every process: they all write into it.
+    temporary_path = checkpoint_dir / f".{name}.tmp"
+    if accelerator.is_main_process:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if temporary_path.exists():
+            shutil.rmtree(temporary_path)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary_path))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_text(temporary_path / TRAINING_STATE_FILENAME, json.dumps(asdict(progress), indent=2))
+        if final_path.exists():
+            shutil.rmtree(final_path)
+        os.replace(temporary_path, final_path)
+        atomic_write_text(checkpoint_dir / LATEST_FILENAME, name + "\n")
+        if total_limit is not None and total_limit > 0:
+            _prune(checkpoint_dir, total_limit, keep=final_path)
+        logger.info("saved checkpoint %s", final_path)
+    accelerator.wait_for_everyone()
+    return final_path
+
+
+def _prune(checkpoint_dir: Path, total_limit: int, keep: Path) -> None:
+    checkpoints = [path for _, path in list_checkpoints(checkpoint_dir)]
+    for path in checkpoints[: max(len(checkpoints) - total_limit, 0)]:
+        if path != keep:
+            shutil.rmtree(path)
+            logger.info("removed old checkpoint %s (checkpoints_total_limit=%d)", path, total_limit)
+
+
+def resolve_checkpoint(resume_from: str, checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint folder to resume from.
+
+    `resume_from` is a checkpoint folder, or "latest": the one named by `checkpoint_dir/latest` (falling back to the
+    highest complete `step_N` if the pointer is missing or stale). Returns None for "latest" when there is no
+    checkpoint yet (a fresh start). Raises FileNotFoundError for a path that is not a complete checkpoint.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    if resume_from != "latest":
+        path = Path(resume_from)
+        if not (path / TRAINING_STATE_FILENAME).is_file():
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {resume_from}: not a complete checkpoint folder (no {TRAINING_STATE_FILENAME})"
+            )
+        return path
+    pointer = checkpoint_dir / LATEST_FILENAME
+    if pointer.is_file():
+        path = checkpoint_dir / pointer.read_text(encoding="utf-8").strip()
+        if (path / TRAINING_STATE_FILENAME).is_file():
+            return path
+        logger.warning("%s names %s, which is not a complete checkpoint; using the newest one instead", pointer, path)
+    checkpoints = list_checkpoints(checkpoint_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def load_checkpoint(accelerator: Accelerator, path: str | os.PathLike) -> TrainingProgress:
+    """Restore the Accelerate state saved in `path` (on every process) and return its training progress."""
+    path = Path(path)
+    progress = TrainingProgress.from_dict(json.loads((path / TRAINING_STATE_FILENAME).read_text(encoding="utf-8")))
+    accelerator.load_state(str(path))
+    logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, *asdict(progress).values())
+    return progress
+
+
+__all__ = [
+    "CHECKPOINTS_DIRNAME",
+    "LATEST_FILENAME",
+    "TRAINING_STATE_FILENAME",
+    "TrainingProgress",
+    "atomic_write_text",
+    "checkpoint_name",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,261 @@
+"""Training and validation data for `scripts/train.py`: the synthetic dataset, up-front checks, loaders.
+
+Everything that can be wrong with the data (missing files, clips longer than every video, a batch larger than the
+dataset) is checked here, before the model is built, so a bad run fails in seconds with a message naming the
+argument, file and expected vs actual values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..data.clip_dataset import YouTubeVISClipDataset
+from ..data.collate import ClipCollator
+from ..data.synthetic import ANNOTATION_FILENAME, FRAMES_DIRNAME, SyntheticVisConfig, write_synthetic_vis_dataset
+from ..data.youtube_vis import DEFAULT_FRAMES_DIRNAME, VisDatasetInfo, load_youtube_vis
+from ..image_processing_tevit import TeViTImageProcessor
+
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_TRAIN_DIRNAME = "train"
+SYNTHETIC_VAL_DIRNAME = "val"
+# The validation videos use another seed so that they are unseen during training.
+SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
+
+
+class TrainingDataError(ValueError):
+    """Training data or data arguments that cannot work; raised before training starts."""
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Annotation files and frame folders of the train (and optional validation) split."""
+
+    train_annotations: str
+    train_frames_dir: str
+    val_annotations: str | None = None
+    val_frames_dir: str | None = None
+
+
+@dataclass
+class ValidationSet:
+    """Videos scored by the evaluation hook: dataset rows, label mapping and the annotation json (ground truth)."""
+
+    videos: datasets.Dataset
+    info: VisDatasetInfo
+    annotation_file: str
+
+
+def synthetic_configs(
+    num_train_videos: int,
+    num_val_videos: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    num_classes: int,
+    max_instances: int,
+    seed: int,
+) -> tuple[SyntheticVisConfig, SyntheticVisConfig]:
+    """Train and validation `SyntheticVisConfig`s: the same distribution, different seeds (unseen val videos)."""
+    common = dict(
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        num_classes=num_classes,
+        max_instances=max_instances,
+        mp4="none",
+    )
+    train = SyntheticVisConfig(num_videos=num_train_videos, seed=seed, **common)
+    val = SyntheticVisConfig(num_videos=num_val_videos, seed=seed + SYNTHETIC_VAL_SEED_OFFSET, **common)
+    return train, val
+
+
+def _dataset_matches(config: SyntheticVisConfig, root: Path) -> bool:
+    """Whether `root` already holds the dataset of `config` (its json records the generator config)."""
+    annotation_path = root / ANNOTATION_FILENAME
+    if not annotation_path.is_file():
+        return False
+    try:
+        recorded = json.loads(annotation_path.read_text(encoding="utf-8"))["info"]["config"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    expected = json.loads(json.dumps(config.__dict__, default=list))
+    return recorded == expected
+
+
+def prepare_synthetic_data(
+    root: str | os.PathLike, train_config: SyntheticVisConfig, val_config: SyntheticVisConfig, is_main_process: bool
+) -> DataPaths:
+    """Write the synthetic train/val datasets under `root` (main process only; reused when already there).
+
+    The caller must synchronise processes (`accelerator.wait_for_everyone()`) before reading the data.
+    """
+    root = Path(root)
+    paths = DataPaths(
+        train_annotations=str(root / SYNTHETIC_TRAIN_DIRNAME / ANNOTATION_FILENAME),
+        train_frames_dir=str(root / SYNTHETIC_TRAIN_DIRNAME / FRAMES_DIRNAME),
+        val_annotations=str(root / SYNTHETIC_VAL_DIRNAME / ANNOTATION_FILENAME),
+        val_frames_dir=str(root / SYNTHETIC_VAL_DIRNAME / FRAMES_DIRNAME),
+    )
+    if is_main_process:
+        for config, name in ((train_config, SYNTHETIC_TRAIN_DIRNAME), (val_config, SYNTHETIC_VAL_DIRNAME)):
+            split_root = root / name
+            if _dataset_matches(config, split_root):
+                logger.info("reusing the synthetic %s split in %s", name, split_root)
+            else:
+                logger.info("generating the synthetic %s split (%d videos) in %s", name, config.num_videos, split_root)
+                write_synthetic_vis_dataset(config, split_root)
+    return paths
+
+
+def check_data_paths(paths: DataPaths) -> None:
+    """Fail early, naming the argument, when an annotation file or frames folder does not exist."""
+    checks = [
+        ("--train_annotations", paths.train_annotations, "file"),
+        ("--train_frames_dir", paths.train_frames_dir, "dir"),
+    ]
+    if paths.val_annotations is not None:
+        checks += [
+            ("--val_annotations", paths.val_annotations, "file"),
+            ("--val_frames_dir", paths.val_frames_dir, "dir"),
+        ]
+    for argument, path, kind in checks:
+        exists = os.path.isfile(path) if kind == "file" else os.path.isdir(path)
+        if not exists:
+            what = "annotation file" if kind == "file" else "frames folder"
+            raise TrainingDataError(f"{argument}: {what} {path} does not exist")
+
+
+def resolve_frames_dir(annotation_file: str, frames_dir: str | None) -> str:
+    """`frames_dir`, defaulting to `<annotation folder>/JPEGImages` (the YouTube-VIS layout)."""
+    return frames_dir if frames_dir else str(Path(annotation_file).parent / DEFAULT_FRAMES_DIRNAME)
+
+
+def build_train_dataset(
+    paths: DataPaths,
+    image_processor: TeViTImageProcessor,
+    clip_length: int,
+    sampling_mode: str,
+    scales: Sequence[tuple[int, int]],
+    scale_mode: str,
+    flip_probability: float,
+    seed: int,
+    global_batch_size: int,
+    skip_bad_clips: bool = False,
+) -> tuple[YouTubeVISClipDataset, VisDatasetInfo]:
+    """The training clip dataset, after checking that clips of `clip_length` and batches of `global_batch_size`
+    (per-device batch x processes) can be made from it."""
+    videos, info = load_youtube_vis(paths.train_annotations, paths.train_frames_dir)
+    if not info.has_annotations or len(videos) == 0:
+        raise TrainingDataError(f"--train_annotations {paths.train_annotations}: no videos with annotations")
+    longest = max(videos["length"])
+    if clip_length > longest:
+        raise TrainingDataError(
+            f"--clip_length {clip_length} is larger than every video of {paths.train_annotations} "
+            f"(the longest has {longest} frames)"
+        )
+    try:
+        dataset = YouTubeVISClipDataset(
+            videos,
+            image_processor=image_processor,
+            clip_length=clip_length,
+            sampling_mode=sampling_mode,
+            scales=scales,
+            scale_mode=scale_mode,
+            flip_probability=flip_probability,
+            seed=seed,
+            skip_bad_clips=skip_bad_clips,
+        )
+    except ValueError as error:
+        raise TrainingDataError(f"{paths.train_annotations}: {error} (--clip_length {clip_length})") from error
+    if global_batch_size > len(dataset):
+        raise TrainingDataError(
+            f"the global batch ({global_batch_size} clips = --per_device_train_batch_size x processes) is larger than "
+            f"the training set ({len(dataset)} items = annotated frames in {paths.train_annotations})"
+        )
+    return dataset, info
+
+
+def build_validation_set(paths: DataPaths, train_info: VisDatasetInfo, max_videos: int | None = None) -> ValidationSet:
+    """The validation videos; their categories must be those of the training set (same names)."""
+    videos, info = load_youtube_vis(paths.val_annotations, paths.val_frames_dir)
+    if not info.has_annotations:
+        raise TrainingDataError(f"--val_annotations {paths.val_annotations}: no 'annotations' (ground truth) to score")
+    if sorted(info.id2label.values()) != sorted(train_info.id2label.values()):
+        raise TrainingDataError(
+            f"--val_annotations {paths.val_annotations} has categories {sorted(info.id2label.values())}, the training "
+            f"set {sorted(train_info.id2label.values())}"
+        )
+    if max_videos is not None:
+        videos = videos.select(range(min(max_videos, len(videos))))
+    return ValidationSet(videos=videos, info=info, annotation_file=paths.val_annotations)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of `range(num_items)` that depends only on `(seed, epoch)`.
+
+    Resuming in the middle of an epoch replays the same order (call `set_epoch` first), and iterating consumes no
+    global random state.
+    """
+
+    def __init__(self, num_items: int, seed: int, shuffle: bool = True) -> None:
+        self.num_items = num_items
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.num_items))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_items, generator=generator).tolist())
+
+
+def build_train_dataloader(
+    dataset: YouTubeVISClipDataset, batch_size: int, seed: int, num_workers: int
+) -> tuple[DataLoader, EpochShuffleSampler]:
+    """Loader of collated clip batches (not yet `accelerator.prepare`d) and its epoch-seeded sampler."""
+    sampler = EpochShuffleSampler(len(dataset), seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=ClipCollator(),
+        num_workers=num_workers,
+        # A dedicated generator: creating an epoch's iterator then draws nothing from the global RNG (exact resume).
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+        drop_last=False,
+    )
+    return loader, sampler
+
+
+__all__ = [
+    "DataPaths",
+    "EpochShuffleSampler",
+    "TrainingDataError",
+    "ValidationSet",
+    "build_train_dataloader",
+    "build_train_dataset",
+    "build_validation_set",
+    "check_data_paths",
+    "prepare_synthetic_data",
+    "resolve_frames_dir",
+    "synthetic_configs",
+]

@@ -1,0 +1,90 @@
+"""Validation during training: YouTube-VIS AP of the current model on the validation videos.
+
+Each process runs offline inference (the whole video as one clip, as `tevit-hf evaluate` does) on its share of the
+videos; the per-video result lists are gathered with `accelerator.gather_for_metrics` (which drops the duplicates
+Accelerate adds to even out the last batch) and the main process scores them. Every process returns the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.data_loader import prepare_data_loader
+from accelerate.utils import broadcast_object_list
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.youtube_vis import load_video_frames
+from ..evaluation.evaluate_command import _predict_offline, label_to_category_mapping
+from ..evaluation.youtube_vis_eval import evaluate_youtube_vis
+from ..image_processing_tevit import TeViTImageProcessor, to_youtube_vis_results
+from .data_setup import ValidationSet
+
+
+logger = logging.getLogger(__name__)
+
+
+def _collate_indices(indices: list[int]) -> list[int]:
+    return list(indices)
+
+
+def predict_video(
+    model: torch.nn.Module,
+    image_processor: TeViTImageProcessor,
+    video: dict,
+    label_to_category: dict[int, int],
+    mask_threshold: float,
+) -> list[dict[str, Any]]:
+    """YouTube-VIS result entries of one dataset row (the whole video as one clip)."""
+    frames = load_video_frames(video, range(len(video["file_names"])))
+    instances = _predict_offline(model, image_processor, frames, mask_threshold)
+    return to_youtube_vis_results(instances, int(video["video_id"]), label_to_category)
+
+
+def evaluate_on_validation_set(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    image_processor: TeViTImageProcessor,
+    validation_set: ValidationSet,
+    mask_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """YouTube-VIS metrics (AP, AP50, AP75, AR1, AR10, per_category_AP, ...) of `model` on `validation_set`.
+
+    `model` is the unwrapped model; it is put in eval mode and restored to its previous mode afterwards. Every
+    process must call this.
+    """
+    was_training = model.training
+    model.eval()
+    label_to_category = label_to_category_mapping(model.config.id2label, validation_set.info)
+    # The module-level `prepare_data_loader` shards the videos without registering the loader with the
+    # accelerator (whose checkpoints would then depend on how often we evaluated).
+    loader = prepare_data_loader(
+        DataLoader(range(len(validation_set.videos)), batch_size=1, collate_fn=_collate_indices),
+        num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index,
+        put_on_device=False,
+    )
+    per_video_results: list[list[dict[str, Any]]] = []
+    progress = tqdm(loader, desc="evaluation", unit="video", disable=not accelerator.is_local_main_process)
+    for indices in progress:
+        batch_results = [
+            predict_video(model, image_processor, validation_set.videos[index], label_to_category, mask_threshold)
+            for index in indices
+        ]
+        per_video_results.extend(accelerator.gather_for_metrics(batch_results, use_gather_object=True))
+    model.train(was_training)
+
+    metrics: list[Any] = [None]
+    if accelerator.is_main_process:
+        results = [entry for video_results in per_video_results for entry in video_results]
+        video_ids = [int(video_id) for video_id in validation_set.videos["video_id"]]
+        metrics[0] = evaluate_youtube_vis(validation_set.annotation_file, results, video_ids=video_ids)
+    if accelerator.num_processes > 1:
+        broadcast_object_list(metrics, from_process=0)
+    return metrics[0]
+
+
+__all__ = ["evaluate_on_validation_set", "predict_video"]
