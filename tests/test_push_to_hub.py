@@ -14,6 +14,7 @@ from hub_fixtures import save_tiny_hub_folder
 from safetensors.torch import load_file
 from torch import save as torch_save
 
+from tevit_hf.demo_command import bundled_sample_annotations
 from tevit_hf.hub_upload import HUB_CODE_FILES, UploadFolderError, build_upload_folder, main, validate_upload_folder
 
 
@@ -69,7 +70,8 @@ def test_dry_run_builds_and_validates_without_network(model_dir, tmp_path, capsy
     assert files == EXPECTED_UPLOAD
     assert (output_dir / "README.md").read_text() == CARD.read_text()
     results = json.loads((output_dir / "examples" / "sample_results.json").read_text())
-    assert results["num_frames"] == 48 and results["instances"]
+    sample_length = json.loads(bundled_sample_annotations().read_text())["videos"][0]["length"]
+    assert results["num_frames"] == sample_length and results["instances"]
 
 
 def test_upload_sends_exactly_the_folder_with_the_real_card(model_dir, tmp_path):
