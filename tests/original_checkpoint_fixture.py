@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tevit_hf.configuration_tevit import TeViTConfig
+from tevit_hf.configuration_tevit import TINY_CONFIG_KWARGS, TeViTConfig
 
 
 def make_original_state_dict(
@@ -128,20 +128,6 @@ def count_parameters(state_dict: dict[str, torch.Tensor]) -> int:
 
 def tiny_config(**overrides) -> TeViTConfig:
     """The project's tiny test architecture (COMMON brief), with optional overrides."""
-    kwargs = {
-        "backbone_hidden_sizes": [8, 16, 24, 32],
-        "backbone_num_attention_heads": [1, 1, 1, 1],
-        "backbone_mlp_ratios": [2, 2, 2, 2],
-        "hidden_size": 32,
-        "head_num_attention_heads": 4,
-        "head_ffn_dim": 64,
-        "dynamic_conv_dim": 8,
-        "mask_conv_dim": 16,
-        "num_queries": 10,
-        "num_head_stages": 2,
-        "num_messenger_tokens": 8,
-        "num_labels": 3,
-        "num_selected_instances": 5,
-    }
+    kwargs = {**TINY_CONFIG_KWARGS, "num_labels": 3}
     kwargs.update(overrides)
     return TeViTConfig(**kwargs)

@@ -28,7 +28,6 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from .configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
+from .file_utils import write_text_atomic
 from .image_processing_tevit import TeViTImageProcessor
 from .modeling_tevit import TeViTForVideoInstanceSegmentation
 from .tracking_tevit import TeViTNearOnlineTracker
@@ -922,28 +922,14 @@ def format_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
-
-
 def write_record(record: dict[str, Any], output_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write `<output_dir>/<mode>.json` and `<output_dir>/<mode>.md` atomically; returns both paths."""
     import json
 
     output_dir = Path(output_dir)
     name = record["mode"].replace("-", "_")
-    json_path = _write_text_atomic(output_dir / f"{name}.json", json.dumps(record, indent=2, default=str) + "\n")
-    markdown_path = _write_text_atomic(output_dir / f"{name}.md", format_markdown(record))
+    json_path = write_text_atomic(output_dir / f"{name}.json", json.dumps(record, indent=2, default=str) + "\n")
+    markdown_path = write_text_atomic(output_dir / f"{name}.md", format_markdown(record))
     return json_path, markdown_path
 
 

@@ -103,7 +103,7 @@ def write_demo_sample(output_dir: str | os.PathLike, **overrides: Any) -> tuple[
         first_video_id = annotations["videos"][0]["id"]
         annotations["annotations"] = [a for a in annotations["annotations"] if a["video_id"] == first_video_id]
     annotations_path = output_dir / SAMPLE_ANNOTATIONS_FILENAME
-    from .evaluation.evaluate_command import write_json_atomic
+    from .file_utils import write_json_atomic
 
     write_json_atomic(annotations_path, annotations)
     return video_path, annotations_path
@@ -212,7 +212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .evaluation import format_metrics_table
-    from .evaluation.evaluate_command import write_json_atomic
+    from .file_utils import write_json_atomic
     from .model_loading import load_pipeline
 
     model_dir = Path(args.model) if args.model else bundled_demo_model_dir()

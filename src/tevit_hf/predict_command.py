@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .evaluation.evaluate_command import write_json_atomic
+from .file_utils import write_json_atomic
 from .pipeline_tevit import resolve_clip_schedule
 from .tracking_tevit import DEFAULT_CLIP_LENGTH
 from .video_io import iter_video_frames, probe_video

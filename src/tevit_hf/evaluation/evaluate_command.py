@@ -11,14 +11,13 @@ released TeViT code does; `--near-online` runs overlapping clips linked by `TeVi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..file_utils import write_json_atomic
 from ..tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE
 from .youtube_vis_eval import (
     AREA_RANGE_PRESETS,
@@ -93,22 +92,6 @@ def run(args: argparse.Namespace) -> int:
     metrics_path = write_json_atomic(output_dir / METRICS_FILENAME, metrics)
     logger.info("wrote %s", metrics_path)
     return 0
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write json to a temporary file in the same folder, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
 
 
 def label_to_category_mapping(model_id2label: Mapping[int, str], info: Any) -> dict[int, int]:

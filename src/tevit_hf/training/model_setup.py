@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from ..configuration_tevit import PVT_V2_PRESETS, TeViTConfig
+from ..configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from ..modeling_tevit import TeViTForVideoInstanceSegmentation
 
 
@@ -28,20 +28,7 @@ logger = logging.getLogger(__name__)
 # Named model sizes besides the PVTv2 variants ("pvt_v2_b0" ... "pvt_v2_b5", the official model is "pvt_v2_b1").
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Smallest model that keeps every structural feature; for tests.
-    "tiny": {
-        "backbone_hidden_sizes": [8, 16, 24, 32],
-        "backbone_num_attention_heads": [1, 1, 1, 1],
-        "backbone_mlp_ratios": [2, 2, 2, 2],
-        "hidden_size": 32,
-        "head_num_attention_heads": 4,
-        "head_ffn_dim": 64,
-        "dynamic_conv_dim": 8,
-        "mask_conv_dim": 16,
-        "num_queries": 10,
-        "num_head_stages": 2,
-        "num_messenger_tokens": 8,
-        "num_selected_instances": 5,
-    },
+    "tiny": dict(TINY_CONFIG_KWARGS),
 }
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -32,8 +32,8 @@ from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from ..evaluation.evaluate_command import write_json_atomic
 from ..evaluation.youtube_vis_eval import format_metrics_table
+from ..file_utils import write_json_atomic
 from ..image_processing_tevit import TeViTImageProcessor
 from .arguments import TrainingArgumentError
 from .checkpointing import (
