@@ -25,6 +25,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from ..file_utils import write_text_atomic
+
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +59,6 @@ class TrainingProgress:
 
 def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step}"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file next to `path`, flush it to disk, then rename it over `path`."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -106,11 +97,11 @@ def save_checkpoint(
     accelerator.save_state(str(temporary_path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        atomic_write_text(temporary_path / TRAINING_STATE_FILENAME, json.dumps(asdict(progress), indent=2))
+        write_text_atomic(temporary_path / TRAINING_STATE_FILENAME, json.dumps(asdict(progress), indent=2))
         if final_path.exists():
             shutil.rmtree(final_path)
         os.replace(temporary_path, final_path)
-        atomic_write_text(checkpoint_dir / LATEST_FILENAME, name + "\n")
+        write_text_atomic(checkpoint_dir / LATEST_FILENAME, name + "\n")
         if total_limit is not None and total_limit > 0:
             _prune(checkpoint_dir, total_limit, keep=final_path)
         logger.info("saved checkpoint %s", final_path)
@@ -165,7 +156,6 @@ __all__ = [
     "LATEST_FILENAME",
     "TRAINING_STATE_FILENAME",
     "TrainingProgress",
-    "atomic_write_text",
     "checkpoint_name",
     "list_checkpoints",
     "load_checkpoint",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration_tevit import TeViTConfig
-from .checkpointing import atomic_write_text
+from ..file_utils import write_text_atomic
 
 
 MODEL_CARD_FILENAME = "README.md"
@@ -111,7 +111,7 @@ def _format_value(value: Any) -> str:
 def write_model_card(folder: str | os.PathLike, text: str) -> Path:
     """Write `text` as `folder/README.md` atomically."""
     path = Path(folder) / MODEL_CARD_FILENAME
-    atomic_write_text(path, text)
+    write_text_atomic(path, text)
     return path
 
 
