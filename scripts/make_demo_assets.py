@@ -20,10 +20,20 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, help="generator seed of the sample video")
     parser.add_argument("--num-frames", type=int, help="frames of the sample video")
     parser.add_argument("--num-classes", type=int, help="shape classes (default: the model's)")
+    parser.add_argument(
+        "--class-colours",
+        action="store_true",
+        help="each class has its own main colour (as in the model's training data)",
+    )
     args = parser.parse_args()
     overrides = {
         key: value
-        for key, value in {"seed": args.seed, "num_frames": args.num_frames, "num_classes": args.num_classes}.items()
+        for key, value in {
+            "seed": args.seed,
+            "num_frames": args.num_frames,
+            "num_classes": args.num_classes,
+            "class_colours": args.class_colours or None,
+        }.items()
         if value is not None
     }
     sys.exit(make_demo_assets(model_dir=args.model_dir, write_sample=not args.skip_sample, **overrides))

@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 
 from tevit_hf.cli import main as cli_main
 from tevit_hf.data.synthetic import (
+    CLASS_COLOURS,
     SHAPE_CLASSES,
     SyntheticVisConfig,
     generate_synthetic_vis_dataset,
@@ -137,6 +138,24 @@ def test_frames_show_the_instances_on_a_textured_background():
         assert np.median(nearest[on_top]) < 30
 
 
+def test_class_colours_give_each_class_its_main_colour_and_default_colours_stay_random():
+    config = SyntheticVisConfig(**{**TINY, "num_videos": 1}, seed=0, mp4="none", class_colours=True)
+    tracks = [track for index in range(12) for track in render_synthetic_video(config, index).tracks]
+    assert {track.category_index for track in tracks} == set(range(TINY["num_classes"]))
+    for track in tracks:
+        distance = np.abs(np.array(track.colours[0]) - np.array(CLASS_COLOURS[track.category_index])).max()
+        assert distance <= config.class_colour_jitter
+        assert np.abs(np.array(track.colours[0]) - np.array(track.colours[1])).sum() >= config.min_colour_contrast
+    default = SyntheticVisConfig(**{**TINY, "num_videos": 1}, seed=0, mp4="none")
+    random_tracks = [track for index in range(12) for track in render_synthetic_video(default, index).tracks]
+    far = [
+        np.abs(np.array(track.colours[0]) - np.array(CLASS_COLOURS[track.category_index])).max()
+        > default.class_colour_jitter
+        for track in random_tracks
+    ]
+    assert sum(far) > len(far) // 2, "without class_colours the colours must not follow the class"
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="num_classes"):
         SyntheticVisConfig(num_classes=len(SHAPE_CLASSES) + 1)
@@ -150,8 +169,9 @@ def test_cli_make_synthetic_writes_json_frames_and_first_mp4(tmp_path):
     output_dir = tmp_path / "cli"
     arguments = ["make-synthetic", "--output-dir", str(output_dir), "--num-videos", "2", "--num-frames", "4"]
     arguments += ["--height", "64", "--width", "96", "--num-classes", "3", "--seed", "5", "--mp4", "first"]
-    assert cli_main(arguments) == 0
+    assert cli_main(arguments + ["--class-colours"]) == 0
     data = json.loads((output_dir / "annotations.json").read_text())
+    assert data["info"]["config"]["class_colours"] is True
     assert len(data["videos"]) == 2 and len(data["categories"]) == 3
     assert (output_dir / "JPEGImages" / "video_00001" / "00003.jpg").is_file()
     mp4_files = sorted(path.name for path in (output_dir / "videos").iterdir())

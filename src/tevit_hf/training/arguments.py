@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic_num_classes", type=int, default=4)
     data.add_argument("--synthetic_max_instances", type=int, default=3)
     data.add_argument("--synthetic_seed", type=int, default=0)
+    data.add_argument(
+        "--synthetic_class_colours",
+        action="store_true",
+        help="each synthetic class also gets its own main colour (an easier dataset)",
+    )
     data.add_argument("--clip_length", type=int, default=5, help="frames per training clip")
     data.add_argument("--sampling_mode", choices=SAMPLING_MODES, default="random",
                       help="'random': annotated frames of the video in random order (official); 'window': consecutive")  # fmt: skip

@@ -65,6 +65,7 @@ def synthetic_configs(
     num_classes: int,
     max_instances: int,
     seed: int,
+    class_colours: bool = False,
 ) -> tuple[SyntheticVisConfig, SyntheticVisConfig]:
     """Train and validation `SyntheticVisConfig`s: the same distribution, different seeds (unseen val videos)."""
     common = dict(
@@ -73,6 +74,7 @@ def synthetic_configs(
         width=width,
         num_classes=num_classes,
         max_instances=max_instances,
+        class_colours=class_colours,
         mp4="none",
     )
     train = SyntheticVisConfig(num_videos=num_train_videos, seed=seed, **common)

@@ -137,6 +137,7 @@ def _data_paths(args: argparse.Namespace, accelerator: Accelerator) -> DataPaths
             num_classes=args.synthetic_num_classes,
             max_instances=args.synthetic_max_instances,
             seed=args.synthetic_seed,
+            class_colours=args.synthetic_class_colours,
         )
         root = args.synthetic_dir or os.path.join(args.output_dir, SYNTHETIC_DIRNAME)
         paths = prepare_synthetic_data(root, train_config, val_config, accelerator.is_main_process)
