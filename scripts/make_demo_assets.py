@@ -2,20 +2,36 @@
 
     python scripts/make_demo_assets.py                         # the sample video + its ground truth
     python scripts/make_demo_assets.py --model-dir outputs/synthetic_model   # also bundle a trained demo model
+    python scripts/make_demo_assets.py --model-dir outputs/synthetic_model --bfloat16 --num-frames 8 --class-colours
 
 The sample video comes from the synthetic generator with `tevit_hf.demo_command.DEMO_SAMPLE_SPEC` (a seed the demo
 model's training data does not use). A model is bundled only if its files total less than 10 MB.
 """
 
 import argparse
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
+import torch
+
+from tevit_hf import TeViTForVideoInstanceSegmentation
 from tevit_hf.demo_command import make_demo_assets
+
+
+def bfloat16_copy(model_dir: str, scratch: str) -> str:
+    """`model_dir` with its weights stored in bfloat16 (half the bytes; the demo loads them as float32)."""
+    model = TeViTForVideoInstanceSegmentation.from_pretrained(model_dir, dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(scratch)
+    shutil.copyfile(Path(model_dir) / "preprocessor_config.json", Path(scratch) / "preprocessor_config.json")
+    return scratch
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1].strip())
     parser.add_argument("--model-dir", help="trained demo model to bundle (config, safetensors, processor)")
+    parser.add_argument("--bfloat16", action="store_true", help="store the bundled weights in bfloat16")
     parser.add_argument("--skip-sample", action="store_true", help="keep the current sample video")
     parser.add_argument("--seed", type=int, help="generator seed of the sample video")
     parser.add_argument("--num-frames", type=int, help="frames of the sample video")
@@ -36,4 +52,6 @@ if __name__ == "__main__":
         }.items()
         if value is not None
     }
-    sys.exit(make_demo_assets(model_dir=args.model_dir, write_sample=not args.skip_sample, **overrides))
+    with tempfile.TemporaryDirectory(prefix="tevit-demo-bf16-") as scratch:
+        model_dir = bfloat16_copy(args.model_dir, scratch) if args.model_dir and args.bfloat16 else args.model_dir
+        sys.exit(make_demo_assets(model_dir=model_dir, write_sample=not args.skip_sample, **overrides))

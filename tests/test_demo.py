@@ -136,9 +136,6 @@ def test_make_demo_runs_on_the_bundled_default_in_under_a_minute(tmp_path):
 
 
 @needs_bundled_model
-# Known gap (issue 6 stays open): the bundled model is undertrained (0 AP on the sample, see its card). Strict, so
-# this fails as soon as a better model reaches the goal and the marker must be removed.
-@pytest.mark.xfail(strict=True, reason="bundled demo model is undertrained: AP < 0.5 on the sample (see its card)")
 def test_make_demo_segments_the_sample_with_ap_at_least_half(tmp_path):
     output_dir = tmp_path / "demo_output"
     completed, _ = run_default_demo(output_dir)

@@ -54,6 +54,18 @@ def test_roi_align_adaptive_sampling_uses_per_roi_grid():
     assert torch.allclose(out[0, 0], expected, atol=1e-5)
 
 
+def test_roi_align_trains_the_features_but_not_the_boxes():
+    # As mmcv's RoIAlign: gradients reach the feature maps only; boxes learn through the box regression alone.
+    features = torch.randn(1, 2, 8, 8, requires_grad=True)
+    rois = torch.tensor([[0, 1.3, 0.7, 5.2, 4.9]], requires_grad=True)
+    roi_align(features, rois, 3, 1.0, 0, True).sum().backward()
+    assert features.grad.abs().sum() > 0 and rois.grad is None
+    maps = [torch.randn(1, 2, 8, 8, requires_grad=True), torch.randn(1, 2, 4, 4, requires_grad=True)]
+    rois = torch.tensor([[0, 1.3, 0.7, 20.2, 24.9]], requires_grad=True)
+    multi_level_roi_align(maps, rois, 3, [4, 8], 0, 56).sum().backward()
+    assert maps[0].grad.abs().sum() > 0 and rois.grad is None
+
+
 def test_level_mapping_uses_finest_scale_56():
     sizes = [50, 111, 112, 223, 224, 447, 448, 2000]
     rois = torch.tensor([[0, 0, 0, size, size] for size in sizes], dtype=torch.float32)

@@ -50,6 +50,8 @@ DEMO_SAMPLE_SPEC: dict[str, Any] = {
     "num_classes": 4,
     "max_instances": 3,
     "seed": 20240614,
+    # The demo model's training data gives each class its own main colour (`make train-synthetic`).
+    "class_colours": True,
 }
 
 

@@ -166,7 +166,8 @@ def _roi_align_flat(
     """
     num_rois, channels = rois.shape[0], flat_features.shape[1]
     offset = 0.5 if aligned else 0.0
-    rois = rois.to(torch.float32)
+    # mmcv RoIAlign has no gradient with respect to the boxes: only the features are trained through it.
+    rois = rois.detach().to(torch.float32)
     start_x = rois[:, 1] * spatial_scales - offset
     start_y = rois[:, 2] * spatial_scales - offset
     roi_width = rois[:, 3] * spatial_scales - offset - start_x

@@ -209,8 +209,10 @@ def texture_for_category(category_index: int) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Scene sampling
 # ---------------------------------------------------------------------------------------------------------------
-def _random_colour_pair(rng: np.random.Generator, min_contrast: int) -> tuple[tuple[int, int, int], ...]:
-    first = rng.integers(0, 256, size=3)
+def _colour_pair_with(
+    rng: np.random.Generator, first: np.ndarray, min_contrast: int
+) -> tuple[tuple[int, int, int], ...]:
+    """`first` and a random second colour at least `min_contrast` away from it (L1), so the pattern stays visible."""
     for _ in range(64):
         second = rng.integers(0, 256, size=3)
         if np.abs(first - second).sum() >= min_contrast:
@@ -220,19 +222,16 @@ def _random_colour_pair(rng: np.random.Generator, min_contrast: int) -> tuple[tu
     return tuple(int(c) for c in first), tuple(int(c) for c in second)
 
 
+def _random_colour_pair(rng: np.random.Generator, min_contrast: int) -> tuple[tuple[int, int, int], ...]:
+    return _colour_pair_with(rng, rng.integers(0, 256, size=3), min_contrast)
+
+
 def _class_colour_pair(
     rng: np.random.Generator, category_index: int, jitter: int, min_contrast: int
 ) -> tuple[tuple[int, int, int], ...]:
     """The class's main colour (jittered) and a random second colour with enough contrast to show the pattern."""
     base = np.asarray(CLASS_COLOURS[category_index])
-    first = np.clip(base + rng.integers(-jitter, jitter + 1, size=3), 0, 255)
-    for _ in range(64):
-        second = rng.integers(0, 256, size=3)
-        if np.abs(first - second).sum() >= min_contrast:
-            break
-    else:  # practically unreachable
-        second = 255 - first
-    return tuple(int(c) for c in first), tuple(int(c) for c in second)
+    return _colour_pair_with(rng, np.clip(base + rng.integers(-jitter, jitter + 1, size=3), 0, 255), min_contrast)
 
 
 def _outside_point(rng: np.random.Generator, config: SyntheticVisConfig, margin: float) -> np.ndarray:
