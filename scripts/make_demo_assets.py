@@ -2,7 +2,7 @@
 
     python scripts/make_demo_assets.py                         # the sample video + its ground truth
     python scripts/make_demo_assets.py --model-dir outputs/synthetic_model   # also bundle a trained demo model
-    python scripts/make_demo_assets.py --model-dir outputs/synthetic_model --bfloat16 --num-frames 8 --class-colours
+    python scripts/make_demo_assets.py --model-dir outputs/synthetic_model --bfloat16 --num-frames 8
 
 The sample video comes from the synthetic generator with `tevit_hf.demo_command.DEMO_SAMPLE_SPEC` (a seed the demo
 model's training data does not use). A model is bundled only if its files total less than 10 MB.
@@ -36,11 +36,6 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, help="generator seed of the sample video")
     parser.add_argument("--num-frames", type=int, help="frames of the sample video")
     parser.add_argument("--num-classes", type=int, help="shape classes (default: the model's)")
-    parser.add_argument(
-        "--class-colours",
-        action="store_true",
-        help="each class has its own main colour (as in the model's training data)",
-    )
     args = parser.parse_args()
     overrides = {
         key: value
@@ -48,7 +43,6 @@ if __name__ == "__main__":
             "seed": args.seed,
             "num_frames": args.num_frames,
             "num_classes": args.num_classes,
-            "class_colours": args.class_colours or None,
         }.items()
         if value is not None
     }
