@@ -9,29 +9,17 @@ model's training data does not use). A model is bundled only if its files total 
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
-import torch
-
-from tevit_hf import TeViTForVideoInstanceSegmentation
 from tevit_hf.demo_command import make_demo_assets
-
-
-def bfloat16_copy(model_dir: str, scratch: str) -> str:
-    """`model_dir` with its weights stored in bfloat16 (half the bytes; the demo loads them as float32)."""
-    model = TeViTForVideoInstanceSegmentation.from_pretrained(model_dir, dtype=torch.float32)
-    model.to(torch.bfloat16).save_pretrained(scratch)
-    shutil.copyfile(Path(model_dir) / "preprocessor_config.json", Path(scratch) / "preprocessor_config.json")
-    return scratch
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1].strip())
     parser.add_argument("--model-dir", help="trained demo model to bundle (config, safetensors, processor)")
-    parser.add_argument("--bfloat16", action="store_true", help="store the bundled weights in bfloat16")
+    parser.add_argument(
+        "--bfloat16", action="store_true", help="store the bundled weights in bfloat16 (it still runs in float32)"
+    )
     parser.add_argument("--skip-sample", action="store_true", help="keep the current sample video")
     parser.add_argument("--seed", type=int, help="generator seed of the sample video")
     parser.add_argument("--num-frames", type=int, help="frames of the sample video")
@@ -46,6 +34,9 @@ if __name__ == "__main__":
         }.items()
         if value is not None
     }
-    with tempfile.TemporaryDirectory(prefix="tevit-demo-bf16-") as scratch:
-        model_dir = bfloat16_copy(args.model_dir, scratch) if args.model_dir and args.bfloat16 else args.model_dir
-        sys.exit(make_demo_assets(model_dir=model_dir, write_sample=not args.skip_sample, **overrides))
+    weights_dtype = "bfloat16" if args.bfloat16 else None
+    sys.exit(
+        make_demo_assets(
+            model_dir=args.model_dir, write_sample=not args.skip_sample, weights_dtype=weights_dtype, **overrides
+        )
+    )

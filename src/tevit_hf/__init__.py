@@ -42,14 +42,16 @@ __all__ = [
 ]
 
 # Hub folders: with these, `save_pretrained` writes `auto_map` and copies the self-contained Hub-set code next to the
-# weights, so a saved folder also loads with `trust_remote_code=True` where tevit_hf is not installed (where it is,
-# the registrations above take precedence and no remote code runs). Importing the pipeline module registers the
-# "video-instance-segmentation" task.
+# weights (the model's `save_pretrained` adds the pipeline's `custom_pipelines` entry and code), so every saved folder
+# also loads with `trust_remote_code=True` where tevit_hf is not installed. Where it is installed and imported, the
+# registrations above serve AutoModel / AutoImageProcessor without remote code. Importing the pipeline module
+# registers the "video-instance-segmentation" task.
 TeViTConfig.register_for_auto_class("AutoConfig")
 TeViTForVideoInstanceSegmentation.register_for_auto_class("AutoModel")
 TeViTImageProcessor.register_for_auto_class("AutoImageProcessor")
 
-from .pipeline_tevit import VideoInstanceSegmentationPipeline  # noqa: E402, F401  (registers the task)
+from .pipeline_tevit import VideoInstanceSegmentationPipeline  # noqa: E402  (registers the task)
+from .tracking_tevit import TeViTNearOnlineTracker  # noqa: E402
 
 
-__all__.append("VideoInstanceSegmentationPipeline")
+__all__ += ["TeViTNearOnlineTracker", "VideoInstanceSegmentationPipeline"]

@@ -35,7 +35,6 @@ SAMPLE_ANNOTATIONS_FILENAME = "annotations.json"
 DEMO_MODEL_DIRNAME = "demo_model"
 METRICS_FILENAME = "metrics.json"
 DEMO_OVERLAY_FORMATS = ("mp4", "gif")
-BUNDLED_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 MAX_BUNDLED_MODEL_BYTES = 10 * 1024 * 1024
 # The bundled sample: one video of the synthetic generator (`tevit_hf.data.synthetic`) with the frame size, classes
 # and instance count of the demo model's training data (`scripts/train.py --synthetic` defaults), drawn with a seed
@@ -111,33 +110,59 @@ def write_demo_sample(output_dir: str | os.PathLike, **overrides: Any) -> tuple[
     return video_path, annotations_path
 
 
-def bundle_demo_model(model_dir: str | os.PathLike, destination: str | os.PathLike | None = None) -> Path:
-    """Copy a trained model's config, safetensors weights and processor config into the package assets.
+def bundle_demo_model(
+    model_dir: str | os.PathLike, destination: str | os.PathLike | None = None, weights_dtype: str | None = None
+) -> Path:
+    """Bundle a trained model into the package assets as a complete Hub folder.
 
-    The folder is loaded strictly first (config and weights must agree). Only models whose files total less than
-    `MAX_BUNDLED_MODEL_BYTES` are bundled, so the package stays small.
+    The folder is loaded strictly and saved again with `save_pretrained` (weights, config.json with `auto_map` and
+    `custom_pipelines`, processor config). The Hub code files are relative symbolic links to the package's own
+    modules, so the bundle always carries the current code and the repository holds no copy of it (a wheel stores
+    the linked files). `weights_dtype="bfloat16"` stores the weights in bfloat16 (half the bytes) while config.json
+    keeps float32 as the model's dtype, so every loader (`from_pretrained`, AutoModel, the pipeline, the CLI) runs
+    it in float32 unless the caller asks for another dtype. Only models under `MAX_BUNDLED_MODEL_BYTES` are bundled.
     """
-    from .model_loading import load_model_and_processor
+    import torch
 
-    model_dir = Path(model_dir)
-    load_model_and_processor(model_dir)
-    files = [model_dir / name for name in BUNDLED_MODEL_FILES]
-    total = sum(file.stat().st_size for file in files)
-    if total >= MAX_BUNDLED_MODEL_BYTES:
-        raise ValueError(
-            f"{model_dir} holds {total / 1e6:.1f} MB of model files; only models under "
-            f"{MAX_BUNDLED_MODEL_BYTES / 1e6:.0f} MB are bundled with the package."
-        )
+    from .file_utils import write_json_atomic
+    from .model_loading import CONFIG_FILENAME, HUB_CODE_FILES, load_model_and_processor
+
+    model, processor = load_model_and_processor(model_dir, dtype=torch.float32)
     destination = Path(destination) if destination is not None else ASSETS_DIR / DEMO_MODEL_DIRNAME
-    destination.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        shutil.copyfile(file, destination / file.name)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        if weights_dtype is not None:
+            model.to(getattr(torch, weights_dtype))
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        config = json.loads((staging / CONFIG_FILENAME).read_text(encoding="utf-8"))
+        write_json_atomic(staging / CONFIG_FILENAME, {**config, "dtype": "float32"})
+        total = sum(file.stat().st_size for file in staging.iterdir())
+        if total >= MAX_BUNDLED_MODEL_BYTES:
+            raise ValueError(
+                f"{model_dir} holds {total / 1e6:.1f} MB of model files; only models under "
+                f"{MAX_BUNDLED_MODEL_BYTES / 1e6:.0f} MB are bundled with the package."
+            )
+        package_dir = Path(__file__).resolve().parent
+        for name in HUB_CODE_FILES:
+            (staging / name).unlink()
+            (staging / name).symlink_to(os.path.relpath(package_dir / name, destination))
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     logger.info("Bundled %s (%.1f MB) into %s", model_dir, total / 1e6, destination)
     return destination
 
 
 def make_demo_assets(
-    model_dir: str | os.PathLike | None = None, write_sample: bool = True, **sample_overrides: Any
+    model_dir: str | os.PathLike | None = None,
+    write_sample: bool = True,
+    weights_dtype: str | None = None,
+    **sample_overrides: Any,
 ) -> int:
     """Regenerate the bundled sample and bundle `model_dir` as the demo model; entry of make_demo_assets.py.
 
@@ -150,7 +175,7 @@ def make_demo_assets(
         video, annotations = write_demo_sample(ASSETS_DIR / SAMPLE_DIRNAME, **sample_overrides)
         print(f"sample video: {video}\nground truth: {annotations}")
     if model_dir is not None:
-        print(f"demo model: {bundle_demo_model(model_dir)}")
+        print(f"demo model: {bundle_demo_model(model_dir, weights_dtype=weights_dtype)}")
     return 0
 
 

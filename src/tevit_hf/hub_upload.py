@@ -34,6 +34,7 @@ from typing import Any
 
 from .model_loading import (
     CONFIG_FILENAME,
+    HUB_CODE_FILES,
     PICKLE_WEIGHT_SUFFIXES,
     PREPROCESSOR_CONFIG_FILENAME,
     check_weights_match_config,
@@ -45,16 +46,6 @@ from .pipeline_tevit import VIDEO_INSTANCE_SEGMENTATION_TASK, VideoInstanceSegme
 
 logger = logging.getLogger(__name__)
 
-HUB_CODE_FILES = (
-    "configuration_tevit.py",
-    "modeling_tevit.py",
-    "loss_tevit.py",
-    "ops_tevit.py",
-    "image_processing_tevit.py",
-    "pipeline_tevit.py",
-    "tracking_tevit.py",
-    "video_io.py",
-)
 CARD_FILENAME = "README.md"
 EXAMPLES_DIRNAME = "examples"
 EXAMPLE_OVERLAY_FILENAME = "sample_overlay.gif"
@@ -87,13 +78,13 @@ class UploadFolder:
 
 
 def save_hub_folder(model: Any, image_processor: Any, folder: str | os.PathLike) -> Path:
-    """Save a model and its processor as a Hub-loadable folder through the pipeline's `save_pretrained`.
+    """Save a model and its processor as a Hub-loadable folder.
 
-    Writes safetensors weights, config.json with `auto_map` and `custom_pipelines`, preprocessor_config.json with
-    `auto_map`, and the Hub code set (copied by transformers' `custom_object_save` with its relative imports).
+    `save_pretrained` of the model writes the safetensors weights, config.json with `auto_map` and `custom_pipelines`
+    and the Hub code set; the processor's writes preprocessor_config.json with its `auto_map`.
     """
-    pipe = VideoInstanceSegmentationPipeline(model=model, image_processor=image_processor, device=model.device)
-    pipe.save_pretrained(folder)
+    model.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
     return Path(folder)
 
 

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers.dynamic_module_utils import get_relative_import_files
 
+from . import modeling_tevit
 from .image_processing_tevit import TeViTImageProcessor
 from .pipeline_tevit import VideoInstanceSegmentationPipeline
 
@@ -30,6 +32,21 @@ SAFETENSORS_FILENAME = "model.safetensors"
 SAFETENSORS_INDEX_FILENAME = "model.safetensors.index.json"
 # Weight formats that need pickle to load: never read.
 PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# The dtype a model runs in when the caller gives none, at every entry point (Python, pipeline, CLI): "auto" is
+# Transformers' rule, the `dtype` recorded in config.json (else the weights' dtype). A caller's `dtype=` always wins.
+DEFAULT_DTYPE = "auto"
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+# The Hub code set: modeling_tevit.py and every file it imports relatively (the pipeline's included). This is exactly
+# what `save_pretrained` copies next to the weights (transformers' `custom_object_save` follows relative imports), so
+# the list is derived from the imports, in this one place, and a new Hub module cannot be left out.
+HUB_CODE_FILES = tuple(
+    sorted(
+        {
+            Path(modeling_tevit.__file__).name,
+            *(Path(f).name for f in get_relative_import_files(modeling_tevit.__file__)),
+        }
+    )
+)
 # How many disagreeing keys an error message lists.
 _MAX_KEYS_IN_MESSAGE = 8
 
@@ -118,7 +135,8 @@ def load_model_and_processor(
     Args:
         model_dir: a folder written by `save_pretrained` (config.json + safetensors weights, preprocessor config).
         device: torch device to put the model on.
-        dtype: model dtype (`torch.float32`, `"bfloat16"`, ...); None keeps the saved dtype.
+        dtype: model dtype (`torch.float32`, `"bfloat16"`, ...); None or `"auto"`: the dtype recorded in the
+            folder's config.json (`DEFAULT_DTYPE`, the same rule as `from_pretrained`).
 
     Raises:
         FileNotFoundError: the folder or its config.json does not exist.
@@ -131,9 +149,10 @@ def load_model_and_processor(
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} has no {CONFIG_FILENAME}.")
     config = AutoConfig.from_pretrained(model_dir)
     check_weights_match_config(model_dir, config)
-    if isinstance(dtype, str):
+    dtype = DEFAULT_DTYPE if dtype is None else dtype
+    if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
-    model = AutoModel.from_pretrained(model_dir, config=config, use_safetensors=True, dtype=dtype or "auto")
+    model = AutoModel.from_pretrained(model_dir, config=config, use_safetensors=True, dtype=dtype)
     model = model.to(device).eval()
     if (model_dir / PREPROCESSOR_CONFIG_FILENAME).is_file():
         processor = AutoImageProcessor.from_pretrained(model_dir)
@@ -157,6 +176,9 @@ def load_pipeline(
 
 
 __all__ = [
+    "DEFAULT_DTYPE",
+    "DTYPE_CHOICES",
+    "HUB_CODE_FILES",
     "ModelFolderError",
     "check_weights_match_config",
     "load_model_and_processor",

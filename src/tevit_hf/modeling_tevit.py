@@ -927,6 +927,15 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         self.criterion = TeViTLoss(config)
         self.post_init()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the `video-instance-segmentation` pipeline: its entry in
+        config.json (`custom_pipelines`) and its code, so every saved folder is a complete Hub folder."""
+        # This relative import also makes `custom_object_save` copy the pipeline's files (it follows relative imports).
+        from .pipeline_tevit import custom_pipelines_entry
+
+        self.config.custom_pipelines = custom_pipelines_entry()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @auto_docstring
     @can_return_tuple
     # trf-ignore: TRF045 -- the "hidden states" are the multi-scale backbone/FPN maps (see `TeViTModel.forward`).

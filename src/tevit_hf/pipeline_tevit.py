@@ -325,9 +325,17 @@ PIPELINE_REGISTRY.register_pipeline(
 )
 
 
+def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
+    """The `custom_pipelines` entry of a saved model's config.json (what `Pipeline.save_pretrained` writes), so that
+    `pipeline("video-instance-segmentation", model=folder, trust_remote_code=True)` finds this class."""
+    impl = f"{VideoInstanceSegmentationPipeline.__module__.rsplit('.', 1)[-1]}.{VideoInstanceSegmentationPipeline.__name__}"
+    return {VIDEO_INSTANCE_SEGMENTATION_TASK: {"impl": impl, "pt": ["AutoModel"]}}
+
+
 __all__ = [
     "VIDEO_INSTANCE_SEGMENTATION_TASK",
     "VideoInstanceSegmentationPipeline",
+    "custom_pipelines_entry",
     "VideoSource",
     "load_video_source",
     "resolve_clip_schedule",

@@ -1,7 +1,7 @@
 """`tevit-hf predict`: segment and track the instances of a video file or frame folder.
 
     tevit-hf predict VIDEO_OR_FRAMES_DIR --model DIR [--output-dir OUT] [--clip-length 36 --stride 18]
-        [--threshold 0.0 --display-threshold 0.3 --device cpu --dtype float32]
+        [--threshold 0.0 --display-threshold 0.3 --device cpu --dtype auto]
 
 Writes `results.json` (see `build_results_payload`) and an overlay video (`overlay.mp4`, or `.gif`) to the output
 folder and prints a summary table. A video longer than the clip runs near-online (overlapping clips linked into
@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .file_utils import write_json_atomic
+from .model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
 from .pipeline_tevit import resolve_clip_schedule
 from .tracking_tevit import DEFAULT_CLIP_LENGTH
 from .video_io import iter_video_frames, probe_video
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 RESULTS_FILENAME = "results.json"
 OVERLAY_STEM = "overlay"
 OVERLAY_FORMATS = ("mp4", "gif")
-DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 # Instances below this score are written to results.json but not drawn on the overlay.
 DEFAULT_DISPLAY_THRESHOLD = 0.3
 # Frame rate of overlays for sources without timing (frame folders).
@@ -79,7 +79,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
         help="instances scoring below this are kept in results.json but not drawn on the overlay",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help="model dtype")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default=DEFAULT_DTYPE,
+        help="model dtype (default: auto, the dtype recorded in the model's config.json, as from_pretrained)",
+    )
     parser.add_argument(
         "--overlay-format",
         choices=OVERLAY_FORMATS,

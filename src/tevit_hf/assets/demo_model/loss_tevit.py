@@ -1,0 +1,1 @@
+../../loss_tevit.py
