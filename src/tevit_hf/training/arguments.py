@@ -50,136 +50,262 @@ def _checkpointing_steps(text: str) -> str | int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of `scripts/train.py`, one `--help` section per argument group."""
     parser = argparse.ArgumentParser(
         description="Train or fine-tune TeViT for video instance segmentation with Accelerate "
         "(`accelerate launch scripts/train.py ...`).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
+    _add_model_arguments(parser)
+    _add_dataset_arguments(parser)
+    _add_synthetic_data_arguments(parser)
+    _add_clip_arguments(parser)
+    _add_optimization_arguments(parser)
+    _add_schedule_arguments(parser)
+    _add_precision_and_distribution_arguments(parser)
+    _add_checkpoint_arguments(parser)
+    _add_evaluation_arguments(parser)
+    _add_logging_arguments(parser)
+    _add_hub_arguments(parser)
+    _add_debug_arguments(parser)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model to train: preset, config or folder, config changes, initial weights."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
         "--model_name_or_path",
         default=DEFAULT_MODEL,
         help="a preset (tiny, pvt_v2_b0 ... pvt_v2_b5; the official model is pvt_v2_b1), a config .json, or a model "
         "folder (saved or converted; its weights are loaded non-strictly)",
     )
-    model.add_argument(
+    group.add_argument(
         "--config_overrides",
         default=None,
         help="config fields to change, e.g. 'hidden_size=64,num_queries=20,backbone_depths=[1,1,1,1]' or a json object",
     )
-    model.add_argument(
+    group.add_argument(
         "--init_from",
         default=None,
         help="start from these weights (model folder or .safetensors/.bin file) instead of the model folder's own: "
         "tensors of another name or shape (e.g. a 40-class head for a 25-class dataset) are skipped and reported",
     )
 
-    data = parser.add_argument_group("data")
-    data.add_argument("--train_annotations", help="YouTube-VIS-format annotation json of the training videos")
-    data.add_argument("--train_frames_dir", help="folder the training file_names are relative to (default: "
-                      "<annotation folder>/JPEGImages)")  # fmt: skip
-    data.add_argument("--val_annotations", help="annotation json of the validation videos (enables evaluation)")
-    data.add_argument("--val_frames_dir", help="frames folder of the validation videos")
-    data.add_argument("--max_eval_videos", type=int, default=None, help="evaluate on the first N validation videos")
-    data.add_argument("--synthetic", action="store_true", help="generate (or reuse) a synthetic train/val dataset")
-    data.add_argument(
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """YouTube-VIS annotation files and frame folders of the training and validation videos."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--train_annotations", help="YouTube-VIS-format annotation json of the training videos")
+    group.add_argument(
+        "--train_frames_dir",
+        help="folder the training file_names are relative to (default: <annotation folder>/JPEGImages)",
+    )
+    group.add_argument("--val_annotations", help="annotation json of the validation videos (enables evaluation)")
+    group.add_argument("--val_frames_dir", help="frames folder of the validation videos")
+    group.add_argument("--max_eval_videos", type=int, default=None, help="evaluate on the first N validation videos")
+
+
+def _add_synthetic_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--synthetic`: a generated dataset instead of annotation files, and its size."""
+    group = parser.add_argument_group("synthetic data")
+    group.add_argument("--synthetic", action="store_true", help="generate (or reuse) a synthetic train/val dataset")
+    group.add_argument(
         "--synthetic_dir", default=None, help="where the synthetic data goes (<output_dir>/synthetic_data)"
     )
-    data.add_argument("--synthetic_num_train_videos", type=int, default=64)
-    data.add_argument("--synthetic_num_val_videos", type=int, default=16)
-    data.add_argument("--synthetic_num_frames", type=int, default=8)
-    data.add_argument("--synthetic_height", type=int, default=96)
-    data.add_argument("--synthetic_width", type=int, default=128)
-    data.add_argument("--synthetic_num_classes", type=int, default=4)
-    data.add_argument("--synthetic_max_instances", type=int, default=3)
-    data.add_argument("--synthetic_seed", type=int, default=0)
-    data.add_argument(
+    group.add_argument("--synthetic_num_train_videos", type=int, default=64)
+    group.add_argument("--synthetic_num_val_videos", type=int, default=16)
+    group.add_argument("--synthetic_num_frames", type=int, default=8)
+    group.add_argument("--synthetic_height", type=int, default=96)
+    group.add_argument("--synthetic_width", type=int, default=128)
+    group.add_argument("--synthetic_num_classes", type=int, default=4)
+    group.add_argument("--synthetic_max_instances", type=int, default=3)
+    group.add_argument("--synthetic_seed", type=int, default=0)
+    group.add_argument(
         "--synthetic_class_colours",
         action="store_true",
         help="each synthetic class also gets its own main colour (an easier dataset)",
     )
-    data.add_argument("--clip_length", type=int, default=5, help="frames per training clip")
-    data.add_argument("--sampling_mode", choices=SAMPLING_MODES, default="random",
-                      help="'random': annotated frames of the video in random order (official); 'window': consecutive")  # fmt: skip
-    data.add_argument(
+
+
+def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """How training clips are sampled, augmented and loaded, and the inference resize."""
+    group = parser.add_argument_group("clips, augmentation and loading")
+    group.add_argument("--clip_length", type=int, default=5, help="frames per training clip")
+    group.add_argument(
+        "--sampling_mode",
+        choices=SAMPLING_MODES,
+        default="random",
+        help="'random': annotated frames of the video in random order (official); 'window': consecutive",
+    )
+    group.add_argument(
         "--train_scales",
         type=parse_size,
         nargs="+",
         default=list(DEFAULT_TRAIN_SCALES),
         help="training resize bounds LONGxSHORT (official 640x360 960x480)",
     )
-    data.add_argument("--scale_mode", choices=SCALE_MODES, default="range",
-                      help="'range': long/short edges drawn between the two scales (official); 'value': one of them")  # fmt: skip
-    data.add_argument("--flip_probability", type=float, default=0.5)
-    data.add_argument("--test_size", type=parse_size, default=DEFAULT_TEST_SIZE,
-                      help="inference resize bound LONGxSHORT, saved in the image processor (official 640x360)")  # fmt: skip
-    data.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per device")
-    data.add_argument(
+    group.add_argument(
+        "--scale_mode",
+        choices=SCALE_MODES,
+        default="range",
+        help="'range': long/short edges drawn between the two scales (official); 'value': one of them",
+    )
+    group.add_argument("--flip_probability", type=float, default=0.5)
+    group.add_argument(
+        "--test_size",
+        type=parse_size,
+        default=DEFAULT_TEST_SIZE,
+        help="inference resize bound LONGxSHORT, saved in the image processor (official 640x360)",
+    )
+    group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per device")
+    group.add_argument(
         "--skip_bad_clips", action="store_true", help="replace clips that fail to load instead of failing"
     )
 
-    optimization = parser.add_argument_group("optimization")
-    optimization.add_argument("--per_device_train_batch_size", type=int, default=2, help="clips per device and step")
-    optimization.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optimization.add_argument("--learning_rate", type=float, default=2.5e-4)
-    optimization.add_argument("--backbone_lr_multiplier", type=float, default=0.1,
-                              help="lr multiplier of every model.backbone.* parameter (messenger tokens included)")  # fmt: skip
-    optimization.add_argument(
-        "--weight_decay", type=float, default=1e-4, help="AdamW weight decay, on every parameter"
-    )
-    optimization.add_argument("--adam_beta1", type=float, default=0.9)
-    optimization.add_argument("--adam_beta2", type=float, default=0.999)
-    optimization.add_argument("--adam_epsilon", type=float, default=1e-8)
-    optimization.add_argument("--max_grad_norm", type=float, default=0.1, help="L2 gradient clipping (0 = none)")
-    optimization.add_argument("--max_train_steps", type=int, default=None,
-                              help=f"optimizer steps (default {OFFICIAL_MAX_STEPS} unless --num_train_epochs is given)")  # fmt: skip
-    optimization.add_argument(
-        "--num_train_epochs", type=int, default=None, help="epochs, if --max_train_steps is not set"
-    )
-    optimization.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="step")
-    optimization.add_argument("--lr_drop_steps", type=int, nargs="*", default=None,
-                              help="steps where the 'step' schedule multiplies the lr by --lr_drop_gamma (default: the "
-                              "official 6100 8500 scaled to --max_train_steps)")  # fmt: skip
-    optimization.add_argument("--lr_drop_gamma", type=float, default=0.1)
-    optimization.add_argument("--warmup_steps", type=int, default=None,
-                              help="linear warm-up steps (default: the official 770 scaled to --max_train_steps)")  # fmt: skip
-    optimization.add_argument("--warmup_start_factor", type=float, default=OFFICIAL_WARMUP_START_FACTOR,
-                              help="lr multiplier at the first warm-up step (mmcv warmup_ratio)")  # fmt: skip
-    optimization.add_argument("--min_lr_ratio", type=float, default=0.0, help="final lr multiplier of 'cosine'")
-    optimization.add_argument("--mixed_precision", choices=MIXED_PRECISION_CHOICES, default=None,
-                              help="Accelerate mixed precision (default: the accelerate config / launcher setting)")  # fmt: skip
-    optimization.add_argument("--seed", type=int, default=0)
-    optimization.add_argument("--sync_bn", action="store_true",
-                              help="convert the mask heads' BatchNorm to SyncBatchNorm (multi-GPU only)")  # fmt: skip
-    optimization.add_argument("--ddp_find_unused_parameters", action="store_true",
-                              help="DDP find_unused_parameters (needed only for custom models with unused branches)")  # fmt: skip
-    optimization.add_argument("--num_threads", type=int, default=None, help="torch CPU threads per process")
 
-    run = parser.add_argument_group("checkpoints, evaluation, logging")
-    run.add_argument("--output_dir", required=True, help="final model, model card, checkpoints and logs")
-    run.add_argument("--checkpointing_steps", type=_checkpointing_steps, default=None,
-                     help="save the training state every N steps, or 'epoch' (0 / unset = never)")  # fmt: skip
-    run.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
-    run.add_argument("--checkpoint_dir", default=None, help="where checkpoints go (default <output_dir>/checkpoints)")
-    run.add_argument("--resume_from_checkpoint", default=None,
-                     help="a checkpoint folder, or 'latest' (the newest one in the checkpoint folder, if any)")  # fmt: skip
-    run.add_argument("--eval_steps", type=int, default=None,
-                     help="evaluate YouTube-VIS AP on the validation set every N steps (it is always run at the end)")  # fmt: skip
-    run.add_argument("--skip_final_evaluation", action="store_true", help="do not evaluate at the end of training")
-    run.add_argument("--logging_steps", type=int, default=10, help="log losses, lr and speed every N steps")
-    run.add_argument("--with_tracking", action="store_true", help="log to the trackers of --report_to")
-    run.add_argument("--report_to", default="all",
-                     help="tracker(s) for --with_tracking: tensorboard, trackio, wandb, ... or 'all' (those installed)")  # fmt: skip
-    run.add_argument("--push_to_hub", action="store_true", help="upload the final model folder to the Hub")
-    run.add_argument("--hub_model_id", default=None, help="Hub repository (default: the output folder name)")
-    run.add_argument("--hub_private_repo", action="store_true")
+def _add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
+    """Batch, AdamW (with the backbone's lr multiplier) and gradient clipping."""
+    group = parser.add_argument_group("optimization")
+    group.add_argument("--per_device_train_batch_size", type=int, default=2, help="clips per device and step")
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--learning_rate", type=float, default=2.5e-4)
+    group.add_argument(
+        "--backbone_lr_multiplier",
+        type=float,
+        default=0.1,
+        help="lr multiplier of every model.backbone.* parameter (messenger tokens included)",
+    )
+    group.add_argument("--weight_decay", type=float, default=1e-4, help="AdamW weight decay, on every parameter")
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.999)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=0.1, help="L2 gradient clipping (0 = none)")
 
-    debug = parser.add_argument_group("debugging (used by the tests)")
-    debug.add_argument("--debug_rank_report", action="store_true",
-                       help="each process writes <output_dir>/rank_<i>.json with its rank and a weights checksum")  # fmt: skip
-    debug.add_argument("--debug_sleep_after_checkpoint", type=float, default=0.0,
-                       help="sleep this many seconds after each checkpoint (to kill a run at a known point)")  # fmt: skip
-    return parser
+
+def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training length (steps or epochs) and the learning-rate schedule."""
+    group = parser.add_argument_group("schedule")
+    group.add_argument(
+        "--max_train_steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps (default {OFFICIAL_MAX_STEPS} unless --num_train_epochs is given)",
+    )
+    group.add_argument("--num_train_epochs", type=int, default=None, help="epochs, if --max_train_steps is not set")
+    group.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="step")
+    group.add_argument(
+        "--lr_drop_steps",
+        type=int,
+        nargs="*",
+        default=None,
+        help="steps where the 'step' schedule multiplies the lr by --lr_drop_gamma (default: the "
+        "official 6100 8500 scaled to --max_train_steps)",
+    )
+    group.add_argument("--lr_drop_gamma", type=float, default=0.1)
+    group.add_argument(
+        "--warmup_steps",
+        type=int,
+        default=None,
+        help="linear warm-up steps (default: the official 770 scaled to --max_train_steps)",
+    )
+    group.add_argument(
+        "--warmup_start_factor",
+        type=float,
+        default=OFFICIAL_WARMUP_START_FACTOR,
+        help="lr multiplier at the first warm-up step (mmcv warmup_ratio)",
+    )
+    group.add_argument("--min_lr_ratio", type=float, default=0.0, help="final lr multiplier of 'cosine'")
+
+
+def _add_precision_and_distribution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Mixed precision, seed, multi-process (DDP) options and CPU threads."""
+    group = parser.add_argument_group("precision, seed and distribution")
+    group.add_argument(
+        "--mixed_precision",
+        choices=MIXED_PRECISION_CHOICES,
+        default=None,
+        help="Accelerate mixed precision (default: the accelerate config / launcher setting)",
+    )
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--sync_bn", action="store_true", help="convert the mask heads' BatchNorm to SyncBatchNorm (multi-GPU only)"
+    )
+    group.add_argument(
+        "--ddp_find_unused_parameters",
+        action="store_true",
+        help="DDP find_unused_parameters (needed only for custom models with unused branches)",
+    )
+    group.add_argument("--num_threads", type=int, default=None, help="torch CPU threads per process")
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """Output folder, checkpoints and resuming."""
+    group = parser.add_argument_group("output and checkpoints")
+    group.add_argument("--output_dir", required=True, help="final model, model card, checkpoints and logs")
+    group.add_argument(
+        "--checkpointing_steps",
+        type=_checkpointing_steps,
+        default=None,
+        help="save the training state every N steps, or 'epoch' (0 / unset = never)",
+    )
+    group.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
+    group.add_argument(
+        "--checkpoint_dir", default=None, help="where checkpoints go (default <output_dir>/checkpoints)"
+    )
+    group.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="a checkpoint folder, or 'latest' (the newest one in the checkpoint folder, if any)",
+    )
+
+
+def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Validation AP during and at the end of training."""
+    group = parser.add_argument_group("evaluation")
+    group.add_argument(
+        "--eval_steps",
+        type=int,
+        default=None,
+        help="evaluate YouTube-VIS AP on the validation set every N steps (it is always run at the end)",
+    )
+    group.add_argument("--skip_final_evaluation", action="store_true", help="do not evaluate at the end of training")
+
+
+def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """Log lines and experiment trackers."""
+    group = parser.add_argument_group("logging")
+    group.add_argument("--logging_steps", type=int, default=10, help="log losses, lr and speed every N steps")
+    group.add_argument("--with_tracking", action="store_true", help="log to the trackers of --report_to")
+    group.add_argument(
+        "--report_to",
+        default="all",
+        help="tracker(s) for --with_tracking: tensorboard, trackio, wandb, ... or 'all' (those installed)",
+    )
+
+
+def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
+    """Uploading the final model folder to the Hugging Face Hub."""
+    group = parser.add_argument_group("Hub upload")
+    group.add_argument("--push_to_hub", action="store_true", help="upload the final model folder to the Hub")
+    group.add_argument("--hub_model_id", default=None, help="Hub repository (default: the output folder name)")
+    group.add_argument("--hub_private_repo", action="store_true")
+
+
+def _add_debug_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options the tests use to inspect and interrupt runs."""
+    group = parser.add_argument_group("debugging (used by the tests)")
+    group.add_argument(
+        "--debug_rank_report",
+        action="store_true",
+        help="each process writes <output_dir>/rank_<i>.json with its rank and a weights checksum",
+    )
+    group.add_argument(
+        "--debug_sleep_after_checkpoint",
+        type=float,
+        default=0.0,
+        help="sleep this many seconds after each checkpoint (to kill a run at a known point)",
+    )
 
 
 def validate_arguments(args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,13 @@ import transformers
 from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..configuration_tevit import TeViTConfig
+from ..data.clip_dataset import YouTubeVISClipDataset
+from ..data.youtube_vis import VisDatasetInfo
 from ..evaluation.youtube_vis_eval import format_metrics_table
 from ..file_utils import write_json_atomic
 from ..image_processing_tevit import TeViTImageProcessor
@@ -45,6 +50,8 @@ from .checkpointing import (
 )
 from .data_setup import (
     DataPaths,
+    EpochShuffleSampler,
+    ValidationSet,
     build_train_dataloader,
     build_train_dataset,
     build_validation_set,
@@ -278,23 +285,67 @@ def _push_to_hub(args: argparse.Namespace, output_dir: Path) -> None:
     logger.info("pushed %s to https://huggingface.co/%s", output_dir, repo_id)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run training as configured by `args` (see `arguments.build_parser`). Returns the final validation metrics
-    (empty without a validation set). Every process runs this function."""
-    start_time = time.perf_counter()
+@dataclass
+class _TrainingData:
+    """What `_build_training_data` makes: the training and (optional) validation sets, the evaluation processor
+    (saved with the final model) and the number of clips per micro-step over all processes."""
+
+    paths: DataPaths
+    train_dataset: YouTubeVISClipDataset
+    train_info: VisDatasetInfo
+    validation_set: ValidationSet | None
+    eval_processor: TeViTImageProcessor
+    global_batch_size: int
+
+
+@dataclass
+class _StepPlan:
+    """How long training runs (in optimizer steps) and the learning-rate schedule over those steps."""
+
+    steps_per_epoch: int
+    max_train_steps: int
+    num_epochs: int
+    schedule: LearningRateSchedule
+
+
+@dataclass
+class _PreparedTraining:
+    """Everything the step loop works on, after `accelerator.prepare` (model, optimizer and loader are wrapped)."""
+
+    model: torch.nn.Module
+    config: TeViTConfig
+    num_parameters: int
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR
+    train_loader: DataLoader
+    train_sampler: EpochShuffleSampler
+    plan: _StepPlan
+
+
+def _start_accelerator(args: argparse.Namespace) -> Accelerator:
+    """The Accelerator (trackers, accumulation, mixed precision, DDP), logging per rank, CPU threads."""
     accelerator = _build_accelerator(args)
     _setup_logging(accelerator)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     logger.info("%s", accelerator.state)
+    return accelerator
+
+
+def _prepare_output_dirs(args: argparse.Namespace, accelerator: Accelerator) -> tuple[Path, Path]:
+    """(output folder, checkpoint folder); the main process creates the output folder, the others wait for it."""
     output_dir = Path(args.output_dir)
     checkpoint_dir = Path(args.checkpoint_dir or output_dir / CHECKPOINTS_DIRNAME)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    set_seed(args.seed)
+    return output_dir, checkpoint_dir
 
-    # Data first: every data problem fails here, before the model is built.
+
+def _build_training_data(args: argparse.Namespace, accelerator: Accelerator) -> _TrainingData:
+    """Data paths (synthetic data generated first if asked), their checks, the training and validation sets, and
+    the evaluation processor (the model's processor at `--test_size`). Every data problem fails here, before the
+    model is built."""
     paths = _data_paths(args, accelerator)
     check_data_paths(paths)
     train_processor = _base_image_processor(args.model_name_or_path)
@@ -314,7 +365,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         skip_bad_clips=args.skip_bad_clips,
     )
     validation_set = build_validation_set(paths, train_info, args.max_eval_videos) if paths.val_annotations else None
+    return _TrainingData(paths, train_dataset, train_info, validation_set, eval_processor, global_batch)
 
+
+def _build_training_model(
+    args: argparse.Namespace, accelerator: Accelerator, train_info: VisDatasetInfo
+) -> tuple[torch.nn.Module, TeViTConfig, int]:
+    """(model, config, number of parameters): the config with the dataset's labels, weights loaded non-strictly
+    (the load report printed by the main process), BatchNorm made synchronous if `--sync_bn`."""
     config = build_config(args.model_name_or_path, train_info.id2label, parse_config_overrides(args.config_overrides))
     weights_source = args.init_from or default_weights_source(args.model_name_or_path)
     model, load_report = build_model(config, weights_source)
@@ -323,21 +381,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
     logger.info("model: %s parameters, %d classes", f"{num_parameters:,}", config.num_labels)
     model = _maybe_sync_batch_norm(model, args, accelerator)
+    return model, config, num_parameters
 
-    optimizer = build_optimizer(
-        model,
-        args.learning_rate,
-        backbone_lr_multiplier=args.backbone_lr_multiplier,
-        weight_decay=args.weight_decay,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-    )
-    train_loader, train_sampler = build_train_dataloader(
-        train_dataset, args.per_device_train_batch_size, args.seed, args.num_workers
-    )
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
-    steps_per_epoch, max_train_steps, num_epochs = _resolve_steps(args, len(train_loader))
+def _plan_steps(args: argparse.Namespace, batches_per_epoch: int) -> _StepPlan:
+    """Number of steps and epochs, and the lr schedule (warm-up and drops defaulted or checked against them)."""
+    steps_per_epoch, max_train_steps, num_epochs = _resolve_steps(args, batches_per_epoch)
     warmup_steps, drop_steps = default_schedule_steps(max_train_steps, args.warmup_steps, args.lr_drop_steps)
     if args.lr_drop_steps and args.lr_drop_steps[-1] >= max_train_steps:
         raise TrainingArgumentError(f"--lr_drop_steps {args.lr_drop_steps} must be below the {max_train_steps} steps")
@@ -350,13 +399,37 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         gamma=args.lr_drop_gamma,
         min_lr_ratio=args.min_lr_ratio,
     )
+    return _StepPlan(steps_per_epoch, max_train_steps, num_epochs, schedule)
+
+
+def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: _TrainingData) -> _PreparedTraining:
+    """Model, optimizer and loader built and passed through `accelerator.prepare`, then the step plan and the lr
+    scheduler (registered for checkpointing, so that `load_checkpoint` restores it)."""
+    model, config, num_parameters = _build_training_model(args, accelerator, data.train_info)
+    optimizer = build_optimizer(
+        model,
+        args.learning_rate,
+        backbone_lr_multiplier=args.backbone_lr_multiplier,
+        weight_decay=args.weight_decay,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+    train_loader, train_sampler = build_train_dataloader(
+        data.train_dataset, args.per_device_train_batch_size, args.seed, args.num_workers
+    )
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    plan = _plan_steps(args, len(train_loader))
     # Stepped once per optimizer update by us (a prepared scheduler would step once per process), checkpointed.
-    scheduler = build_lr_scheduler(optimizer, schedule)
+    scheduler = build_lr_scheduler(optimizer, plan.schedule)
     accelerator.register_for_checkpointing(scheduler)
+    return _PreparedTraining(model, config, num_parameters, optimizer, scheduler, train_loader, train_sampler, plan)
 
-    if accelerator.log_with:
-        accelerator.init_trackers("tevit_training", config=_tracker_config(args))
 
+def _resume_progress(
+    args: argparse.Namespace, accelerator: Accelerator, checkpoint_dir: Path, batches_per_epoch: int
+) -> TrainingProgress:
+    """Where training starts: step 0, or the checkpoint of `--resume_from_checkpoint` (its model, optimizer,
+    scheduler, sampler and RNG states restored); a checkpoint that closed its epoch resumes at the next one."""
     progress = TrainingProgress()
     if args.resume_from_checkpoint:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, checkpoint_dir)
@@ -364,157 +437,272 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             logger.info("no checkpoint in %s yet: starting from scratch", checkpoint_dir)
         else:
             progress = load_checkpoint(accelerator, checkpoint)
-    if progress.batches_in_epoch >= len(train_loader):  # the checkpoint closed its epoch
+    if progress.batches_in_epoch >= batches_per_epoch:  # the checkpoint closed its epoch
         progress = TrainingProgress(progress.global_step, progress.epoch + 1, 0)
+    return progress
 
+
+def _log_training_plan(
+    args: argparse.Namespace, accelerator: Accelerator, data: _TrainingData, plan: _StepPlan
+) -> None:
+    """One log line with the data size, the batch arithmetic, the step plan and the lr schedule."""
     logger.info(
         "training: %d items (clips of %d frames) per epoch, %d processes x %d clips x %d accumulation = %d clips per "
         "step; %d steps (%d per epoch, %d epochs); schedule %s",
-        len(train_dataset),
+        len(data.train_dataset),
         args.clip_length,
         accelerator.num_processes,
         args.per_device_train_batch_size,
         args.gradient_accumulation_steps,
-        global_batch * args.gradient_accumulation_steps,
-        max_train_steps,
-        steps_per_epoch,
-        num_epochs,
-        asdict(schedule),
+        data.global_batch_size * args.gradient_accumulation_steps,
+        plan.max_train_steps,
+        plan.steps_per_epoch,
+        plan.num_epochs,
+        asdict(plan.schedule),
     )
 
-    metrics: dict[str, Any] = {}
-    last_evaluated_step = -1
 
-    def run_evaluation() -> dict[str, Any]:
+class _TrainingLoop:
+    """The step loop: epochs of micro-batches (forward, backward, clipping and an optimizer step when the
+    accumulation closes), then after each optimizer step the lr schedule, the log line, checkpoints and periodic
+    evaluation. `progress` is what a checkpoint saves; `metrics` are the latest validation results."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        accelerator: Accelerator,
+        training: _PreparedTraining,
+        data: _TrainingData,
+        checkpoint_dir: Path,
+        progress: TrainingProgress,
+    ) -> None:
+        self.args = args
+        self.accelerator = accelerator
+        self.training = training
+        self.data = data
+        self.checkpoint_dir = checkpoint_dir
+        self.progress = progress
+        self.metrics: dict[str, Any] = {}
+        self.last_evaluated_step = -1
+        self.window = LossWindow(list(training.config.stage_loss_weights))
+        self.progress_bar: tqdm | None = None
+
+    def evaluate(self) -> dict[str, Any]:
+        """YouTube-VIS AP on the validation set at the current step (every process takes part), logged."""
+        accelerator = self.accelerator
         results = evaluate_on_validation_set(
-            accelerator, accelerator.unwrap_model(model), eval_processor, validation_set
+            accelerator,
+            accelerator.unwrap_model(self.training.model),
+            self.data.eval_processor,
+            self.data.validation_set,
         )
         if accelerator.is_main_process:
             logger.info(
-                "step %d: validation AP %.4f (AP50 %.4f)", progress.global_step, results["AP"], results["AP50"]
+                "step %d: validation AP %.4f (AP50 %.4f)", self.progress.global_step, results["AP"], results["AP50"]
             )
         if accelerator.log_with:
-            accelerator.log(_flat_metrics(results, "eval/"), step=progress.global_step)
+            accelerator.log(_flat_metrics(results, "eval/"), step=self.progress.global_step)
         return results
 
-    window = LossWindow(list(config.stage_loss_weights))
-    progress_bar = tqdm(
-        total=max_train_steps,
-        initial=progress.global_step,
-        desc="training",
-        disable=not accelerator.is_local_main_process,
-    )
-    model.train()
-    while progress.global_step < max_train_steps and progress.epoch < num_epochs:
-        train_sampler.set_epoch(progress.epoch)
-        train_dataset.set_epoch(progress.epoch)
-        train_loader.set_epoch(progress.epoch)
-        epoch_loader = train_loader
-        if progress.batches_in_epoch > 0:
-            epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
-            epoch_loader.set_epoch(progress.epoch)
-        for batch in epoch_loader:
-            with accelerator.accumulate(model):
-                outputs = model(**batch)
-                accelerator.backward(outputs.loss)
-                if accelerator.sync_gradients:
-                    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
-                    window.grad_norms.append(float(accelerator.clip_grad_norm_(model.parameters(), max_norm)))
-                optimizer.step()
-                optimizer.zero_grad()
-            progress.batches_in_epoch += 1
-            num_clips, num_frames = batch["pixel_values"].shape[:2]
-            window.add(outputs.loss, outputs.loss_dict, int(num_clips), int(num_frames))
-            if not accelerator.sync_gradients:
-                continue
-
-            # The lrs this update used (logged below), before the schedule moves to the next step.
-            step_lrs = {f"train/lr_{group.get('name', 'group')}": group["lr"] for group in optimizer.param_groups}
-            if not accelerator.optimizer_step_was_skipped:
-                scheduler.step()
-            progress.global_step += 1
-            progress_bar.update(1)
-            if progress.global_step % args.logging_steps == 0 or progress.global_step == max_train_steps:
-                logs = {**window.summarize(accelerator), **step_lrs}
-                logs["train/epoch"] = progress.epoch + progress.batches_in_epoch / len(train_loader)
-                window.reset()
-                progress_bar.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{max(step_lrs.values()):.2e}")
-                if accelerator.is_main_process:
-                    logger.info(
-                        "step %d: %s", progress.global_step, ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
-                    )
-                if accelerator.log_with:
-                    accelerator.log(logs, step=progress.global_step)
-            checkpoint_now = isinstance(args.checkpointing_steps, int) and args.checkpointing_steps > 0
-            if checkpoint_now and progress.global_step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, checkpoint_dir, progress, args.checkpoints_total_limit)
-                if args.debug_sleep_after_checkpoint:
-                    time.sleep(args.debug_sleep_after_checkpoint)
-            if validation_set is not None and args.eval_steps and progress.global_step % args.eval_steps == 0:
-                metrics, last_evaluated_step = run_evaluation(), progress.global_step
-            if progress.global_step >= max_train_steps:
-                break
-        else:
-            progress = TrainingProgress(progress.global_step, progress.epoch + 1, 0)
-            if args.checkpointing_steps == "epoch":
-                save_checkpoint(accelerator, checkpoint_dir, progress, args.checkpoints_total_limit)
-    progress_bar.close()
-    accelerator.wait_for_everyone()
-
-    unwrapped = accelerator.unwrap_model(model)
-    if validation_set is not None and not args.skip_final_evaluation and last_evaluated_step != progress.global_step:
-        metrics = run_evaluation()
-    train_seconds = time.perf_counter() - start_time
-
-    if accelerator.is_main_process:
-        if metrics:
-            print(format_metrics_table(metrics), flush=True)
-            print(f"validation AP: {metrics['AP']:.4f}", flush=True)
-            write_json_atomic(output_dir / EVAL_RESULTS_FILENAME, _flat_metrics(metrics, "eval_"))
-        summary = {
-            "command": " ".join(sys.argv),
-            "steps": progress.global_step,
-            "clip_length": args.clip_length,
-            "clips_per_step": global_batch * args.gradient_accumulation_steps,
-            "processes": accelerator.num_processes,
-            "learning_rate": args.learning_rate,
-            "backbone_lr_multiplier": args.backbone_lr_multiplier,
-            "weight_decay": args.weight_decay,
-            "max_grad_norm": args.max_grad_norm,
-            "lr_schedule": f"{schedule.scheduler_type}, warm-up {schedule.warmup_steps}, drops {list(schedule.drop_steps)}",
-            "train_scales": [f"{long}x{short}" for long, short in args.train_scales],
-            "test_size": f"{args.test_size[0]}x{args.test_size[1]}",
-            "seed": args.seed,
-            "wall_time_seconds": round(train_seconds, 1),
-            "num_parameters": num_parameters,
-        }
-        write_json_atomic(output_dir / TRAIN_RESULTS_FILENAME, {**summary, "train_seconds": train_seconds})
-        card = render_model_card(
-            unwrapped.config,
-            summary,
-            metrics or None,
-            model_name=f"TeViT ({output_dir.name})",
-            dataset_name=f"`{paths.train_annotations}` ({len(train_dataset)} annotated frames)",
+    def run(self) -> None:
+        """Train until `max_train_steps` (or the last epoch), from `progress` on; every process ends here together."""
+        plan = self.training.plan
+        self.progress_bar = tqdm(
+            total=plan.max_train_steps,
+            initial=self.progress.global_step,
+            desc="training",
+            disable=not self.accelerator.is_local_main_process,
         )
-        _save_final_model(unwrapped, eval_processor, output_dir, card)
-        logger.info("saved the model, image processor and model card to %s (%.0f s)", output_dir, train_seconds)
+        self.training.model.train()
+        while self.progress.global_step < plan.max_train_steps and self.progress.epoch < plan.num_epochs:
+            if self._run_epoch():
+                self.progress = TrainingProgress(self.progress.global_step, self.progress.epoch + 1, 0)
+                if self.args.checkpointing_steps == "epoch":
+                    self._save_checkpoint()
+        self.progress_bar.close()
+        self.accelerator.wait_for_everyone()
+
+    def _epoch_batches(self) -> DataLoader:
+        """The loader of the current epoch (samplers and augmentation seeded by it), past the batches that a resumed
+        checkpoint already trained on."""
+        training, epoch = self.training, self.progress.epoch
+        training.train_sampler.set_epoch(epoch)
+        self.data.train_dataset.set_epoch(epoch)
+        training.train_loader.set_epoch(epoch)
+        epoch_loader = training.train_loader
+        if self.progress.batches_in_epoch > 0:
+            epoch_loader = self.accelerator.skip_first_batches(training.train_loader, self.progress.batches_in_epoch)
+            epoch_loader.set_epoch(epoch)
+        return epoch_loader
+
+    def _run_epoch(self) -> bool:
+        """One (rest of an) epoch; True when it ran to its end, False when the last step was reached inside it."""
+        for batch in self._epoch_batches():
+            self._train_micro_batch(batch)
+            if not self.accelerator.sync_gradients:
+                continue
+            self._after_optimizer_step()
+            if self.progress.global_step >= self.training.plan.max_train_steps:
+                return False
+        return True
+
+    def _train_micro_batch(self, batch: dict[str, Any]) -> None:
+        """Forward and backward of one batch; when the accumulation closes, gradient clipping and the optimizer
+        step (Accelerate makes `optimizer.step` a no-op otherwise)."""
+        accelerator, training = self.accelerator, self.training
+        with accelerator.accumulate(training.model):
+            outputs = training.model(**batch)
+            accelerator.backward(outputs.loss)
+            if accelerator.sync_gradients:
+                max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
+                self.window.grad_norms.append(
+                    float(accelerator.clip_grad_norm_(training.model.parameters(), max_norm))
+                )
+            training.optimizer.step()
+            training.optimizer.zero_grad()
+        self.progress.batches_in_epoch += 1
+        num_clips, num_frames = batch["pixel_values"].shape[:2]
+        self.window.add(outputs.loss, outputs.loss_dict, int(num_clips), int(num_frames))
+
+    def _after_optimizer_step(self) -> None:
+        """Advance the lr schedule and the step count, then log, checkpoint and evaluate when they are due."""
+        args, training, progress = self.args, self.training, self.progress
+        # The lrs this update used (logged below), before the schedule moves to the next step.
+        step_lrs = {f"train/lr_{group.get('name', 'group')}": group["lr"] for group in training.optimizer.param_groups}
+        if not self.accelerator.optimizer_step_was_skipped:
+            training.scheduler.step()
+        progress.global_step += 1
+        self.progress_bar.update(1)
+        if progress.global_step % args.logging_steps == 0 or progress.global_step == training.plan.max_train_steps:
+            self._log_window(step_lrs)
+        checkpoint_now = isinstance(args.checkpointing_steps, int) and args.checkpointing_steps > 0
+        if checkpoint_now and progress.global_step % args.checkpointing_steps == 0:
+            self._save_checkpoint()
+            if args.debug_sleep_after_checkpoint:
+                time.sleep(args.debug_sleep_after_checkpoint)
+        if self.data.validation_set is not None and args.eval_steps and progress.global_step % args.eval_steps == 0:
+            self.metrics, self.last_evaluated_step = self.evaluate(), progress.global_step
+
+    def _log_window(self, step_lrs: dict[str, float]) -> None:
+        """The log line (console, progress bar, trackers) of the losses since the last one, and this step's lrs."""
+        accelerator, progress = self.accelerator, self.progress
+        logs = {**self.window.summarize(accelerator), **step_lrs}
+        logs["train/epoch"] = progress.epoch + progress.batches_in_epoch / len(self.training.train_loader)
+        self.window.reset()
+        self.progress_bar.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{max(step_lrs.values()):.2e}")
+        if accelerator.is_main_process:
+            logger.info("step %d: %s", progress.global_step, ", ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+        if accelerator.log_with:
+            accelerator.log(logs, step=progress.global_step)
+
+    def _save_checkpoint(self) -> None:
+        """The full training state (model, optimizer, scheduler, sampler, RNGs, progress), pruned to the limit."""
+        save_checkpoint(self.accelerator, self.checkpoint_dir, self.progress, self.args.checkpoints_total_limit)
+
+
+def _train_summary(
+    args: argparse.Namespace,
+    accelerator: Accelerator,
+    data: _TrainingData,
+    training: _PreparedTraining,
+    global_step: int,
+    train_seconds: float,
+) -> dict[str, Any]:
+    """The run's recipe and cost, as written to train_results.json and the model card."""
+    schedule = training.plan.schedule
+    return {
+        "command": " ".join(sys.argv),
+        "steps": global_step,
+        "clip_length": args.clip_length,
+        "clips_per_step": data.global_batch_size * args.gradient_accumulation_steps,
+        "processes": accelerator.num_processes,
+        "learning_rate": args.learning_rate,
+        "backbone_lr_multiplier": args.backbone_lr_multiplier,
+        "weight_decay": args.weight_decay,
+        "max_grad_norm": args.max_grad_norm,
+        "lr_schedule": f"{schedule.scheduler_type}, warm-up {schedule.warmup_steps}, drops {list(schedule.drop_steps)}",
+        "train_scales": [f"{long}x{short}" for long, short in args.train_scales],
+        "test_size": f"{args.test_size[0]}x{args.test_size[1]}",
+        "seed": args.seed,
+        "wall_time_seconds": round(train_seconds, 1),
+        "num_parameters": training.num_parameters,
+    }
+
+
+def _save_results_and_model(
+    model: torch.nn.Module,
+    data: _TrainingData,
+    output_dir: Path,
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    train_seconds: float,
+) -> None:
+    """Main process only: the metrics table, eval_results.json, train_results.json, and the final model folder
+    (model, image processor and model card)."""
+    if metrics:
+        print(format_metrics_table(metrics), flush=True)
+        print(f"validation AP: {metrics['AP']:.4f}", flush=True)
+        write_json_atomic(output_dir / EVAL_RESULTS_FILENAME, _flat_metrics(metrics, "eval_"))
+    write_json_atomic(output_dir / TRAIN_RESULTS_FILENAME, {**summary, "train_seconds": train_seconds})
+    card = render_model_card(
+        model.config,
+        summary,
+        metrics or None,
+        model_name=f"TeViT ({output_dir.name})",
+        dataset_name=f"`{data.paths.train_annotations}` ({len(data.train_dataset)} annotated frames)",
+    )
+    _save_final_model(model, data.eval_processor, output_dir, card)
+    logger.info("saved the model, image processor and model card to %s (%.0f s)", output_dir, train_seconds)
+
+
+def _write_rank_report(accelerator: Accelerator, model: torch.nn.Module, output_dir: Path, global_step: int) -> None:
+    """`--debug_rank_report`: this process's rank, step and weights checksums in <output_dir>/rank_<i>.json."""
+    report = {
+        "rank": accelerator.process_index,
+        "world_size": accelerator.num_processes,
+        "global_step": global_step,
+        "weights_sha256": weights_checksum(model),
+        # DDP syncs gradients, so parameters agree on every rank; BatchNorm running statistics are only
+        # broadcast from rank 0 at the start of each forward, so after the last step they are per-rank.
+        "parameters_sha256": weights_checksum(model, include_buffers=False),
+    }
+    write_json_atomic(output_dir / _RANK_REPORT_GLOB.replace("*", str(accelerator.process_index)), report)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run training as configured by `args` (see `arguments.build_parser`). Returns the final validation metrics
+    (empty without a validation set). Every process runs this function."""
+    start_time = time.perf_counter()
+    accelerator = _start_accelerator(args)
+    output_dir, checkpoint_dir = _prepare_output_dirs(args, accelerator)
+    set_seed(args.seed)
+    # Data first: every data problem fails here, before the model is built.
+    data = _build_training_data(args, accelerator)
+    training = _prepare_training(args, accelerator, data)
+    if accelerator.log_with:
+        accelerator.init_trackers("tevit_training", config=_tracker_config(args))
+    progress = _resume_progress(args, accelerator, checkpoint_dir, len(training.train_loader))
+    _log_training_plan(args, accelerator, data, training.plan)
+
+    loop = _TrainingLoop(args, accelerator, training, data, checkpoint_dir, progress)
+    loop.run()
+
+    unwrapped = accelerator.unwrap_model(training.model)
+    final_evaluation_due = loop.last_evaluated_step != loop.progress.global_step
+    if data.validation_set is not None and not args.skip_final_evaluation and final_evaluation_due:
+        loop.metrics = loop.evaluate()
+    train_seconds = time.perf_counter() - start_time
+    if accelerator.is_main_process:
+        summary = _train_summary(args, accelerator, data, training, loop.progress.global_step, train_seconds)
+        _save_results_and_model(unwrapped, data, output_dir, summary, loop.metrics, train_seconds)
     if args.debug_rank_report:
-        report = {
-            "rank": accelerator.process_index,
-            "world_size": accelerator.num_processes,
-            "global_step": progress.global_step,
-            "weights_sha256": weights_checksum(unwrapped),
-            # DDP syncs gradients, so parameters agree on every rank; BatchNorm running statistics are only
-            # broadcast from rank 0 at the start of each forward, so after the last step they are per-rank.
-            "parameters_sha256": weights_checksum(unwrapped, include_buffers=False),
-        }
-        write_json_atomic(output_dir / _RANK_REPORT_GLOB.replace("*", str(accelerator.process_index)), report)
+        _write_rank_report(accelerator, unwrapped, output_dir, loop.progress.global_step)
     accelerator.wait_for_everyone()
     if args.push_to_hub and accelerator.is_main_process:
         _push_to_hub(args, output_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return metrics
+    return loop.metrics
 
 
 __all__ = ["LossWindow", "train", "weights_checksum"]
