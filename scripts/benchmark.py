@@ -6,7 +6,7 @@ python scripts/benchmark.py near-online --preset tiny --lengths 100 1000 5000
 
 import sys
 
-from tevit_hf.cli import main
+from tevit_hf.commands.cli import main
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import sys
 
-from tevit_hf.cli import main
+from tevit_hf.commands.cli import main
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@
 The upload folder holds the safetensors weights, config (with auto_map and the custom pipeline), image processor
 config, the self-contained model code, the card as README.md and example outputs on the bundled sample video.
 `--dry-run` builds it and validates it (including a load in a fresh Python process without tevit-hf) and sends
-nothing. The logic lives in `tevit_hf.hub_upload`.
+nothing. The logic lives in `tevit_hf.commands.push_to_hub`.
 """
 
 import sys
 
-from tevit_hf.hub_upload import main
+from tevit_hf.commands.push_to_hub import main
 
 
 if __name__ == "__main__":

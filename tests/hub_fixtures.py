@@ -14,7 +14,7 @@ from conftest import tiny_config
 from PIL import Image
 
 from tevit_hf import TeViTForVideoInstanceSegmentation, TeViTImageProcessor
-from tevit_hf.hub_upload import save_hub_folder
+from tevit_hf.commands.push_to_hub import save_hub_folder
 from tevit_hf.video_io import write_video
 
 

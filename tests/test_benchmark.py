@@ -20,7 +20,7 @@ from tevit_hf.benchmark import (
     flops_per_frame,
     generate_frames,
 )
-from tevit_hf.cli import main
+from tevit_hf.commands.cli import main
 from tevit_hf.loss_tevit import TeViTLoss, TeViTSequenceHungarianMatcher, _gather_positives
 from tevit_hf.ops_tevit import (
     boxes_to_rois,

@@ -10,13 +10,13 @@ import pytest
 import torch
 from original_checkpoint_fixture import count_parameters, make_original_state_dict, tiny_config
 
+from tevit_hf.commands.convert import load_id2label
 from tevit_hf.configuration_tevit import YOUTUBE_VIS_2019_CLASSES, TeViTConfig
 from tevit_hf.convert_tevit_original_to_hf import (
     KEY_RULES,
     check_state_dict_matches,
     convert_hf_state_dict_to_original,
     infer_config_from_state_dict,
-    load_id2label,
     load_original_state_dict,
     rename_original_state_dict,
 )
@@ -340,7 +340,7 @@ def test_convert_cli_writes_a_folder_automodel_loads(tmp_path, tiny_original, mo
     from transformers import AutoModel
 
     import tevit_hf  # noqa: F401  (registers the auto classes)
-    from tevit_hf.cli import main
+    from tevit_hf.commands.cli import main
 
     checkpoint = tmp_path / "tevit_tiny.pth"
     torch.save({"meta": {"mmdet_version": "2.23.0"}, "state_dict": tiny_original}, checkpoint)

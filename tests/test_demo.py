@@ -14,7 +14,7 @@ import pytest
 from hub_fixtures import moving_shapes, save_tiny_hub_folder, write_mp4
 
 import tevit_hf.demo_command as demo_command
-from tevit_hf.cli import main
+from tevit_hf.commands.cli import main
 from tevit_hf.demo_command import (
     DEMO_SAMPLE_SPEC,
     bundled_sample_annotations,
@@ -112,7 +112,7 @@ def bundled_model_present() -> bool:
 def run_default_demo(output_dir) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "tevit_hf.cli", "demo", "--output-dir", str(output_dir)],
+        [sys.executable, "-m", "tevit_hf.commands.cli", "demo", "--output-dir", str(output_dir)],
         capture_output=True,
         text=True,
         timeout=10 * MAX_DEMO_SECONDS,

@@ -20,10 +20,10 @@ from original_checkpoint_fixture import make_original_state_dict
 from transformers import AutoImageProcessor, AutoModel, pipeline
 
 from tevit_hf import TeViTForVideoInstanceSegmentation, TeViTImageProcessor, VideoInstanceSegmentationPipeline
-from tevit_hf.cli import main as cli_main
+from tevit_hf.commands.cli import main as cli_main
+from tevit_hf.commands.push_to_hub import build_upload_folder
 from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
 from tevit_hf.demo_command import bundled_demo_model_dir
-from tevit_hf.hub_upload import build_upload_folder
 from tevit_hf.model_loading import HUB_CODE_FILES
 
 

@@ -19,7 +19,7 @@ from tevit_hf import (
     TeViTImageProcessor,
     VideoInstanceSegmentationPipeline,
 )
-from tevit_hf.hub_upload import HUB_CODE_FILES
+from tevit_hf.commands.push_to_hub import HUB_CODE_FILES
 from tevit_hf.model_loading import ModelFolderError, load_model_and_processor
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hub_fixtures import CLASS_NAMES, moving_shapes, save_tiny_hub_folder, write_frame_folder, write_mp4
 
-from tevit_hf.cli import main
+from tevit_hf.commands.cli import main
 from tevit_hf.image_processing_tevit import decode_mask_rle
 from tevit_hf.model_loading import load_pipeline
 from tevit_hf.predict_command import results_to_youtube_vis

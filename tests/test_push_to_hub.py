@@ -14,8 +14,14 @@ from hub_fixtures import save_tiny_hub_folder
 from safetensors.torch import load_file
 from torch import save as torch_save
 
+from tevit_hf.commands.push_to_hub import (
+    HUB_CODE_FILES,
+    UploadFolderError,
+    build_upload_folder,
+    main,
+    validate_upload_folder,
+)
 from tevit_hf.demo_command import bundled_sample_annotations
-from tevit_hf.hub_upload import HUB_CODE_FILES, UploadFolderError, build_upload_folder, main, validate_upload_folder
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from tevit_hf.cli import main as cli_main
+from tevit_hf.commands.cli import main as cli_main
 from tevit_hf.data.synthetic import (
     CLASS_COLOURS,
     SHAPE_CLASSES,

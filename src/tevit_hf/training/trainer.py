@@ -269,7 +269,7 @@ def _push_to_hub(args: argparse.Namespace, output_dir: Path) -> None:
     """Upload the final model folder (top-level files only: no checkpoints, data or logs) in one commit."""
     import tempfile
 
-    from ..hub_upload import upload_folder
+    from ..commands.push_to_hub import upload_folder
 
     repo_id = args.hub_model_id or output_dir.name
     with tempfile.TemporaryDirectory(prefix="tevit_push_") as staging:

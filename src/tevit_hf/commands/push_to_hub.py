@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model_loading import (
+from ..model_loading import (
     CONFIG_FILENAME,
     HUB_CODE_FILES,
     PICKLE_WEIGHT_SUFFIXES,
@@ -41,7 +41,7 @@ from .model_loading import (
     load_model_and_processor,
     safetensors_files,
 )
-from .pipeline_tevit import VIDEO_INSTANCE_SEGMENTATION_TASK, VideoInstanceSegmentationPipeline
+from ..pipeline_tevit import VIDEO_INSTANCE_SEGMENTATION_TASK, VideoInstanceSegmentationPipeline
 
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ def build_upload_folder(
 
 
 def _write_examples(model: Any, processor: Any, examples_dir: Path, example_video: str | os.PathLike | None) -> None:
-    from .demo_command import bundled_sample_video
-    from .predict_command import predict_video
+    from ..demo_command import bundled_sample_video
+    from ..predict_command import predict_video
 
     video = Path(example_video) if example_video is not None else bundled_sample_video()
     pipe = VideoInstanceSegmentationPipeline(model=model, image_processor=processor, device=model.device)

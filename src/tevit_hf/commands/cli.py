@@ -13,11 +13,11 @@ import sys
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "convert": ("tevit_hf.convert_tevit_original_to_hf", "convert an official mmdet checkpoint to a HF folder"),
-    "make-synthetic": ("tevit_hf.data.synthetic", "write a synthetic YouTube-VIS-format dataset"),
+    "convert": ("tevit_hf.commands.convert", "convert an official mmdet checkpoint to a HF folder"),
+    "make-synthetic": ("tevit_hf.commands.make_synthetic", "write a synthetic YouTube-VIS-format dataset"),
     "evaluate": ("tevit_hf.evaluation.evaluate_command", "run inference on a dataset and score YouTube-VIS AP"),
     "predict": ("tevit_hf.predict_command", "segment and track the instances of a video file or frame folder"),
-    "demo": ("tevit_hf.demo_command", "train a tiny model on synthetic data and segment a video with it"),
+    "demo": ("tevit_hf.demo_command", "segment the bundled sample video with the bundled demo model and score it"),
     "benchmark": ("tevit_hf.benchmark", "measure inference and training speed"),
 }
 

@@ -1,0 +1,55 @@
+"""`tevit-hf make-synthetic`: write a synthetic YouTube-VIS-format dataset (logic: `tevit_hf.data.synthetic`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..data.synthetic import MP4_CHOICES, SHAPE_CLASSES, SyntheticVisConfig, generate_synthetic_vis_dataset
+
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SyntheticVisConfig()
+    parser.add_argument("--output-dir", required=True, help="dataset root to write")
+    parser.add_argument("--num-videos", type=int, default=defaults.num_videos)
+    parser.add_argument("--num-frames", type=int, default=defaults.num_frames)
+    parser.add_argument("--height", type=int, default=defaults.height)
+    parser.add_argument("--width", type=int, default=defaults.width)
+    parser.add_argument(
+        "--num-classes", type=int, default=defaults.num_classes, help=f"at most {len(SHAPE_CLASSES)}: {SHAPE_CLASSES}"
+    )
+    parser.add_argument("--max-instances", type=int, default=defaults.max_instances)
+    parser.add_argument("--min-instances", type=int, default=defaults.min_instances)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--fps", type=int, default=defaults.fps, help="frame rate of the MP4s")
+    parser.add_argument("--mp4", choices=MP4_CHOICES, default=defaults.mp4, help="which videos also get an MP4")
+    parser.add_argument(
+        "--class-colours",
+        action="store_true",
+        help="give each class its own main colour (an easier dataset for quick from-scratch training)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    annotation_path = generate_synthetic_vis_dataset(
+        args.output_dir,
+        num_videos=args.num_videos,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        num_classes=args.num_classes,
+        max_instances=args.max_instances,
+        min_instances=args.min_instances,
+        seed=args.seed,
+        mp4=args.mp4,
+        fps=args.fps,
+        class_colours=args.class_colours,
+    )
+    logger.info("annotations: %s", annotation_path)
+    return 0
+
+
+__all__ = ["add_arguments", "run"]
