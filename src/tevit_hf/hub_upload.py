@@ -50,6 +50,7 @@ HUB_CODE_FILES = (
     "modeling_tevit.py",
     "loss_tevit.py",
     "ops_tevit.py",
+    "masks_tevit.py",
     "image_processing_tevit.py",
     "pipeline_tevit.py",
     "tracking_tevit.py",

@@ -26,8 +26,8 @@ Post-processing reproduces `tevit_roi_head.py::simple_test` (spec section 4.3): 
 an instance whose boxes are mapped to original pixels and whose RoI mask logits are pasted into the original frame
 with mmdet's `_do_paste_mask` (`ops_tevit.paste_masks_in_image`), then thresholded with `>= mask_threshold`.
 
-This module also holds the project's single RLE implementation (`encode_mask_rle`, `encode_masks_rle`,
-`decode_mask_rle`) and the YouTube-VIS results writer (`to_youtube_vis_results`).
+RLE lives in `masks_tevit` (`encode_mask_rle`, `encode_masks_rle`, `decode_mask_rle` are re-exported here for old
+imports). This module also holds the YouTube-VIS results writer (`to_youtube_vis_results`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from transformers.image_utils import ChannelDimension, PILImageResampling, infer
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import TensorType, auto_docstring, logging
 
+from .masks_tevit import decode_mask_rle, empty_mask_rle, encode_mask_rle, encode_masks_rle
 from .ops_tevit import box_cxcywh_to_xyxy, paste_masks_in_image
 
 
@@ -80,64 +81,6 @@ class TeViTImageProcessorKwargs(ImagesKwargs, total=False):
     """
 
     pad_size_divisor: int
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# RLE (the single implementation used by the whole project)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _coco_mask_api():
-    # Imported lazily (and inside try/except so Hub remote-code import checks do not require it) because only the
-    # RLE paths need pycocotools.
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError as error:
-        raise ImportError("RLE encoding/decoding needs pycocotools: `pip install pycocotools`.") from error
-    return coco_mask
-
-
-def _to_numpy_bool(mask: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    return np.asarray(mask).astype(bool, copy=False)
-
-
-def encode_masks_rle(masks: np.ndarray | torch.Tensor) -> list[dict[str, Any]]:
-    """Encode binary masks `(N, H, W)` as COCO RLE dicts `{"size": [H, W], "counts": str}` (one pycocotools call).
-
-    The masks are laid out in Fortran order as pycocotools requires and `counts` is decoded to `str` so that the result
-    is JSON serialisable (the official `test_vis.py` does the same).
-    """
-    array = _to_numpy_bool(masks)
-    if array.ndim != 3:
-        raise ValueError(f"encode_masks_rle expects masks of shape (N, H, W), got shape {tuple(array.shape)}.")
-    if array.shape[0] == 0:
-        return []
-    encoded = _coco_mask_api().encode(np.asfortranarray(array.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(size) for size in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
-
-
-def encode_mask_rle(mask: np.ndarray | torch.Tensor) -> dict[str, Any]:
-    """Encode one binary mask `(H, W)` as a COCO RLE dict `{"size": [H, W], "counts": str}`."""
-    array = _to_numpy_bool(mask)
-    if array.ndim != 2:
-        raise ValueError(f"encode_mask_rle expects a mask of shape (H, W), got shape {tuple(array.shape)}.")
-    return encode_masks_rle(array[None])[0]
-
-
-def decode_mask_rle(rle: Mapping[str, Any]) -> np.ndarray:
-    """Decode a COCO RLE dict (compressed `counts` as str/bytes, or uncompressed `counts` as a list) to `(H, W)` bool."""
-    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"An RLE must be a mapping with 'size' and 'counts', got {type(rle).__name__}: {rle!r:.80}")
-    coco_mask = _coco_mask_api()
-    height, width = (int(size) for size in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        compressed = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    else:
-        compressed = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return coco_mask.decode(compressed).astype(bool)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -826,7 +769,7 @@ class TeViTImageProcessor(BaseImageProcessor):
         instance_index, frame_index = torch.nonzero(frame_valid.T, as_tuple=True)
         chunk = max(1, _PASTE_CHUNK_ELEMENTS // max(1, height * width))
         if return_rle:
-            empty_rle = encode_mask_rle(np.zeros((height, width), dtype=bool))
+            empty_rle = empty_mask_rle(height, width)
             rles = [[empty_rle] * num_frames for _ in range(num_kept)]
         else:
             masks = torch.zeros(num_kept, num_frames, height, width, dtype=torch.bool, device=mask_logits.device)

@@ -14,8 +14,8 @@ time order; the instances of consecutive clips are linked into tracks. This link
 * **Similarity** of instance i of the previous clip and instance j of the current clip, over their overlapping
   frames: `box_iou_weight * box_term + mask_iou_weight * mask_term` (defaults 0.5 and 0.5, so it lies in [0, 1]).
   An instance is *present* in a frame when it is valid there and its mask is not empty.
-  - `mask_term` is the spatio-temporal mask IoU `sum_t |A_t & B_t| / sum_t |A_t | B_t|` (the YouTube-VIS IoU),
-    computed on the RLEs with pycocotools (no mask is decoded);
+  - `mask_term` is the spatio-temporal mask IoU `sum_t |A_t & B_t| / sum_t |A_t | B_t|` (the YouTube-VIS IoU,
+    `masks_tevit.video_mask_iou`, the function the metric uses), computed on the RLEs (no mask is decoded);
   - `box_term` is the mean box IoU over the overlap frames where at least one of the two is present (a frame where
     only one is present scores 0).
 * **Matching.** Hungarian assignment (`scipy.optimize.linear_sum_assignment`) maximising the similarity plus
@@ -54,8 +54,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .image_processing_tevit import _coco_mask_api, encode_mask_rle
-from .ops_tevit import pairwise_box_iou
+from .masks_tevit import empty_mask_rle, pairwise_box_iou, rle_areas, video_mask_iou
 from .video_io import iter_video_frames, probe_video
 
 
@@ -173,8 +172,8 @@ class _InstanceArrays:
         self.rles = list(instance["segmentations"])
         valid = instance.get("frame_valid")
         self.valid = np.ones(len(self.rles), dtype=bool) if valid is None else _to_numpy(valid).astype(bool)
-        self.areas = np.asarray(_coco_mask_api().area(self.rles), dtype=np.float64).reshape(-1) if self.rles else None
-        self.present = self.valid & (self.areas > 0) if self.areas is not None else self.valid
+        self.areas = rle_areas(self.rles)
+        self.present = self.valid & (self.areas > 0)
 
 
 def clip_link_similarity(
@@ -336,7 +335,7 @@ class ClipLinker:
         total = self._previous.end_frame if num_frames is None else int(num_frames)
         if total < self._previous.end_frame:
             raise ValueError(f"num_frames={total} is shorter than the clips seen ({self._previous.end_frame} frames).")
-        empty_rle = encode_mask_rle(np.zeros(self._frame_size or (0, 0), dtype=bool))
+        empty_rle = empty_mask_rle(*(self._frame_size or (0, 0)))
         results = []
         for track in self._tracks:
             boxes = np.full((total, 4), np.nan, dtype=np.float32)
@@ -411,24 +410,18 @@ def _similarity(
     overlap = range(max(previous.start_frame, current.start_frame), min(previous.end_frame, current.end_frame))
     if not num_previous or not num_current or not len(overlap):
         return np.zeros((num_previous, num_current), dtype=np.float64)
-    coco_mask = _coco_mask_api()
-    intersection_sum = np.zeros((num_previous, num_current))
-    union_sum = np.zeros((num_previous, num_current))
+    previous_frames = slice(overlap.start - previous.start_frame, overlap.stop - previous.start_frame)
+    current_frames = slice(overlap.start - current.start_frame, overlap.stop - current.start_frame)
+    mask_term = video_mask_iou(
+        [a.rles[previous_frames] for a in previous_arrays],
+        [a.rles[current_frames] for a in current_arrays],
+        np.stack([a.areas[previous_frames] for a in previous_arrays]),
+        np.stack([a.areas[current_frames] for a in current_arrays]),
+    )
     box_iou_sum = np.zeros((num_previous, num_current))
     either_present_frames = np.zeros((num_previous, num_current))
     for frame in overlap:
         p, c = frame - previous.start_frame, frame - current.start_frame
-        previous_rles = [a.rles[p] for a in previous_arrays]
-        current_rles = [a.rles[c] for a in current_arrays]
-        mask_iou = np.asarray(coco_mask.iou(previous_rles, current_rles, [0] * num_current), dtype=np.float64)
-        mask_iou = mask_iou.reshape(num_previous, num_current)
-        area_sum = np.array([a.areas[p] for a in previous_arrays])[:, None] + np.array(
-            [a.areas[c] for a in current_arrays]
-        )
-        # IoU = I / (a + b - I)  =>  I = IoU (a + b) / (1 + IoU).
-        intersection = mask_iou * area_sum / (1.0 + mask_iou)
-        intersection_sum += intersection
-        union_sum += area_sum - intersection
         previous_present = np.array([a.present[p] for a in previous_arrays])
         current_present = np.array([a.present[c] for a in current_arrays])
         both = previous_present[:, None] & current_present[None, :]
@@ -438,7 +431,6 @@ def _similarity(
         ).numpy()
         box_iou_sum += np.where(both, np.nan_to_num(box_iou), 0.0)
         either_present_frames += previous_present[:, None] | current_present[None, :]
-    mask_term = np.divide(intersection_sum, union_sum, out=np.zeros_like(union_sum), where=union_sum > 0)
     box_term = np.divide(
         box_iou_sum, either_present_frames, out=np.zeros_like(box_iou_sum), where=either_present_frames > 0
     )
