@@ -41,6 +41,7 @@ import torch
 from .configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from .file_utils import write_text_atomic
 from .image_processing_tevit import TeViTImageProcessor
+from .inference_tevit import TeViTClipRunner
 from .modeling_tevit import TeViTForVideoInstanceSegmentation
 from .tracking_tevit import TeViTNearOnlineTracker
 
@@ -510,25 +511,19 @@ def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> 
         list(generate_frames(settings.num_frames, settings.height, settings.width, seed=settings.seed + index))
         for index in range(settings.batch_size)
     ]
-    parameter = next(model.parameters())
+    # The one clip runner every inference path uses; here its three stages are timed separately.
+    runner = TeViTClipRunner(forward, processor)
     state: dict[str, Any] = {}
 
     def preprocess():
-        batch = processor(videos=videos, return_tensors="pt")
-        state["original_sizes"] = batch["original_sizes"]
-        state["inputs"] = {
-            "pixel_values": batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
-            "pixel_mask": batch["pixel_mask"].to(parameter.device),
-        }
+        state["inputs"] = runner.preprocess(videos)
 
     def predict():
-        with torch.inference_mode(), _autocast_context(settings):
-            state["outputs"] = forward(**state["inputs"])
+        with _autocast_context(settings):
+            state["outputs"] = runner.forward(state["inputs"])
 
     def postprocess():
-        return processor.post_process_video_instance_segmentation(
-            state["outputs"], target_sizes=state["original_sizes"], return_rle=True
-        )
+        return runner.postprocess(state["outputs"], state["inputs"])
 
     def step():
         preprocess()

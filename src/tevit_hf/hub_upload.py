@@ -54,6 +54,7 @@ HUB_CODE_FILES = (
     "image_processing_tevit.py",
     "pipeline_tevit.py",
     "tracking_tevit.py",
+    "inference_tevit.py",
     "video_io.py",
 )
 CARD_FILENAME = "README.md"

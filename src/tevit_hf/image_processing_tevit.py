@@ -88,6 +88,45 @@ class TeViTImageProcessorKwargs(ImagesKwargs, total=False):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def map_labels_to_categories(
+    id2label: Mapping[Any, str], categories: Sequence[Mapping[str, Any]] | Mapping[Any, str]
+) -> dict[int, int]:
+    """The project's one rule from model labels to a dataset's category ids (demo, evaluate, training evaluation).
+
+    1. **By name**: when every model class name (`config.id2label`) is a category name, each label maps to the
+       category of that name (the normal case: a model trained or converted for the dataset).
+    2. **By position**, only when the names differ but the counts agree: the i-th smallest label maps to the i-th
+       smallest category id (with a warning). For YouTube-VIS 2019 (ids 1..40) this is the official `label + 1`,
+       which is also what `to_youtube_vis_results` uses when given no mapping.
+    3. Otherwise a `ValueError` naming both sides: the model cannot be scored on this dataset.
+
+    Args:
+        id2label: the model's label -> class name.
+        categories: the dataset's categories: the annotation json's `categories` list (`{"id", "name"}` dicts) or a
+            mapping category id -> name.
+    """
+    if isinstance(categories, Mapping):
+        category_names = {int(category_id): str(name) for category_id, name in categories.items()}
+    else:
+        category_names = {int(category["id"]): str(category["name"]) for category in categories}
+    by_name = {name: category_id for category_id, name in category_names.items()}
+    names = {int(label): str(name) for label, name in id2label.items()}
+    if set(names.values()) <= set(by_name):
+        return {label: by_name[name] for label, name in names.items()}
+    if len(names) != len(category_names):
+        raise ValueError(
+            f"the model has {len(names)} labels {sorted(names.values())[:5]}... but the dataset has "
+            f"{len(category_names)} categories {sorted(by_name)[:5]}...; they cannot be matched (give the model the "
+            "dataset's category names in config.id2label)"
+        )
+    logger.warning(
+        "Model class names %s are not the dataset's categories: mapping the i-th label to the i-th smallest "
+        "category id.",
+        sorted(names.values())[:5],
+    )
+    return dict(zip(sorted(names), sorted(category_names)))
+
+
 def to_youtube_vis_results(
     instances: Sequence[Mapping[str, Any]],
     video_id: int,
@@ -101,8 +140,8 @@ def to_youtube_vis_results(
             `TeViTImageProcessor.post_process_video_instance_segmentation` (with `masks` `(T, H, W)` or with
             `segmentations`, a list of T per-frame RLE dicts); `frame_valid` `(T,)` is optional.
         video_id: the dataset's id of the video (from `videos[*].id` of the annotation json).
-        label_to_category_id: model label -> dataset category id. Defaults to `label + 1`, the official rule, which
-            is right only for datasets whose category ids are 1..C in the model's label order (YouTube-VIS 2019).
+        label_to_category_id: model label -> dataset category id, from `map_labels_to_categories`. Defaults to
+            `label + 1` (that rule for a dataset whose category ids are 1..C, e.g. YouTube-VIS 2019).
         absent_frames_as_null: write `None` instead of an empty RLE for frames where an instance is marked absent
             (`frame_valid` False). The default follows the official `test_vis.py`, which writes an RLE for every frame
             (absent frames are empty masks); the YouTube-VIS API accepts both.
@@ -797,5 +836,6 @@ __all__ = [
     "encode_masks_rle",
     "get_keep_ratio_resize_size",
     "make_batched_videos",
+    "map_labels_to_categories",
     "to_youtube_vis_results",
 ]

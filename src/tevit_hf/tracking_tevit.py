@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .inference_tevit import TeViTClipRunner
 from .masks_tevit import empty_mask_rle, pairwise_box_iou, rle_areas, video_mask_iou
 from .video_io import iter_video_frames, probe_video
 
@@ -438,8 +439,8 @@ def _similarity(
 
 
 class TeViTNearOnlineTracker:
-    """Near-online TeViT inference: overlapping clips, each run through the model and post-processed, linked into
-    tracks by a `ClipLinker`. Memory is bounded by the clip length, not the video length.
+    """Near-online TeViT inference: overlapping clips, each run by a `TeViTClipRunner` (inference_tevit: processor →
+    model → post-processing to per-frame RLEs), linked into tracks by a `ClipLinker`. Memory is bounded by the clip length, not the video length.
 
     Args:
         model: a `TeViTForVideoInstanceSegmentation` (put in eval mode here).
@@ -473,6 +474,7 @@ class TeViTNearOnlineTracker:
         self.stride = stride
         self.threshold = threshold
         self.mask_threshold = mask_threshold
+        self.runner = TeViTClipRunner(model, image_processor, threshold=threshold, mask_threshold=mask_threshold)
         self.linker_kwargs = {
             "box_iou_weight": box_iou_weight,
             "mask_iou_weight": mask_iou_weight,
@@ -482,23 +484,9 @@ class TeViTNearOnlineTracker:
         ClipLinker(**self.linker_kwargs)  # validate the linking arguments now, not at the first video
         self.show_progress = show_progress
 
-    @torch.inference_mode()
     def predict_clip(self, clip_frames: Sequence[Any], start_frame: int = 0) -> ClipPrediction:
-        """Run the model on one clip and post-process it to per-frame RLEs in the original frame size."""
-        inputs = self.image_processor(videos=[list(clip_frames)], return_tensors="pt")
-        parameter = next(self.model.parameters())
-        outputs = self.model(
-            pixel_values=inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
-            pixel_mask=inputs["pixel_mask"].to(parameter.device),
-        )
-        instances = self.image_processor.post_process_video_instance_segmentation(
-            outputs,
-            target_sizes=inputs["original_sizes"],
-            threshold=self.threshold,
-            mask_threshold=self.mask_threshold,
-            return_rle=True,
-        )[0]
-        return ClipPrediction(start_frame=start_frame, instances=instances, num_frames=len(clip_frames))
+        """Run one clip through the clip runner (per-frame RLEs in the original frame size) for the linker."""
+        return ClipPrediction(start_frame=start_frame, instances=self.runner(clip_frames), num_frames=len(clip_frames))
 
     def track(self, frames: Iterable[Any] | str | os.PathLike, num_frames: int | None = None) -> list[dict[str, Any]]:
         """Segment and track the instances of one video.
