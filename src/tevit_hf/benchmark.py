@@ -43,6 +43,7 @@ from .file_utils import write_text_atomic
 from .image_processing_tevit import TeViTImageProcessor
 from .inference_tevit import TeViTClipRunner
 from .modeling_tevit import TeViTForVideoInstanceSegmentation
+from .overrides import parse_overrides
 from .tracking_tevit import TeViTNearOnlineTracker
 
 
@@ -176,10 +177,7 @@ def apply_overrides(settings: BenchmarkSettings, overrides: str) -> BenchmarkSet
         ValueError: unknown key, missing `=`, or a value of the wrong type (the message names the key).
     """
     changes: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in overrides.split(","))):
-        if "=" not in item:
-            raise ValueError(f"Setting {item!r} in {overrides!r} is not of the form key=value.")
-        key, value = (part.strip() for part in item.split("=", 1))
+    for key, value in parse_overrides(overrides, option=f"settings {overrides!r}", parse_values=False).items():
         key = key.replace("-", "_")
         if key not in _SETTING_PARSERS:
             raise ValueError(f"Unknown setting {key!r} in {overrides!r}; expected one of {sorted(_SETTING_PARSERS)}.")
@@ -961,7 +959,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a TeViTConfig field (int/float/bool parsed), e.g. num_head_stages=2; repeatable",
+        help="override a TeViTConfig field (value parsed as a JSON literal, else a string), e.g. num_head_stages=2; repeatable",
     )
     parser.add_argument("--end-to-end", action="store_true", help="inference: add pre- and post-processing")
     parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
@@ -981,23 +979,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-length", type=int, default=36, help="near-online: frames per clip")
     parser.add_argument("--stride", type=int, default=18, help="near-online: frames between clip starts")
     parser.add_argument("--output-dir", default="benchmark_results", help="where <mode>.json and <mode>.md go")
-
-
-def _parse_config_overrides(items: list[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--config-override {item!r} is not of the form KEY=VALUE.")
-        key, text = (part.strip() for part in item.split("=", 1))
-        value: Any = text
-        for parse in (int, float, _parse_bool):
-            try:
-                value = parse(text)
-                break
-            except ValueError:
-                continue
-        overrides[key] = value
-    return overrides
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
@@ -1021,7 +1002,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         warmup=args.warmup,
         repeats=args.repeats,
         seed=args.seed,
-        config_overrides=_parse_config_overrides(args.config_override),
+        config_overrides=parse_overrides(args.config_override, option="--config-override"),
     )
 
 
