@@ -48,6 +48,7 @@ from transformers.utils import TensorType, auto_docstring, logging
 
 from .masks_tevit import decode_mask_rle, empty_mask_rle, encode_mask_rle, encode_masks_rle
 from .ops_tevit import box_cxcywh_to_xyxy, paste_masks_in_image
+from .video_io import iter_video_frames, split_video_batch
 
 
 logger = logging.get_logger(__name__)
@@ -210,58 +211,14 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, np.ndarray | torch.Tensor)
 
 
-def _is_single_frame(value: Any) -> bool:
-    return isinstance(value, PIL.Image.Image | str | os.PathLike) or (_is_array(value) and value.ndim in (2, 3))
-
-
 def make_batched_videos(videos: Any) -> list[Any]:
-    """Split the `videos` argument of `preprocess` into a list of videos (each a list of frames or a 4-D array).
-
-    Disambiguation rules (a single video is never mistaken for a batch):
-    - a 5-D array/tensor `(B, T, ...)` is a batch; a 4-D array/tensor `(T, ...)` is one video;
-    - a 2-D/3-D array, a PIL image or a path alone is a one-frame video;
-    - a list/tuple whose first element is a frame (PIL image, path, 2-D or 3-D array) is ONE video;
-    - a list/tuple whose first element is a list/tuple or a 4-D array is a BATCH of videos.
-    A batch of one-frame videos must therefore be written `[[frame_a], [frame_b]]`; a grayscale video given as one
-    array must carry its channel axis, `(T, H, W, 1)`, because `(T, H, W)` would read as one 3-channel frame.
+    """Split the `videos` argument of `preprocess` into a list of videos, by the one rule of
+    `video_io.split_video_batch` (shared with the pipeline): a list of frames (PIL images, image paths, 2-D/3-D
+    arrays) is ONE video, a list of videos (lists of frames, 4-D arrays, video file / frame folder paths) is a BATCH,
+    a 5-D array is a batch. Video files and frame folders are decoded with `video_io.iter_video_frames`.
     """
-    if _is_array(videos):
-        if videos.ndim == 5:
-            return list(videos)
-        if videos.ndim == 4:
-            return [videos]
-        if videos.ndim in (2, 3):
-            return [[videos]]
-        raise ValueError(
-            f"A video array must have 4 dims (T, H, W, C) / (T, C, H, W), or 5 for a batch; got shape "
-            f"{tuple(videos.shape)}."
-        )
-    if _is_single_frame(videos):
-        return [[videos]]
-    if not isinstance(videos, list | tuple):
-        raise TypeError(
-            "`videos` must be a video (list of PIL images / frame paths / arrays, or a 4-D array or tensor) or a "
-            f"list of videos; got {type(videos).__name__}."
-        )
-    if len(videos) == 0:
-        raise ValueError("`videos` is empty: expected at least one video with at least one frame.")
-    first = videos[0]
-    if _is_single_frame(first):
-        return [list(videos)]
-    if isinstance(first, list | tuple) or (_is_array(first) and first.ndim == 4):
-        for index, video in enumerate(videos):
-            if not (isinstance(video, list | tuple) or (_is_array(video) and video.ndim == 4)):
-                description = f"shape {tuple(video.shape)}" if _is_array(video) else type(video).__name__
-                raise ValueError(
-                    f"Video {index} of the batch is a {description}; in a batch every video must be a list of "
-                    "frames or a 4-D array/tensor."
-                )
-        return list(videos)
-    description = f"an array of shape {tuple(first.shape)}" if _is_array(first) else type(first).__name__
-    raise TypeError(
-        f"Cannot read `videos`: its first element is {description}; expected a frame (PIL image, path, 2-D/3-D array) "
-        "or a video (list of frames, 4-D array)."
-    )
+    videos, _ = split_video_batch(videos)
+    return [list(iter_video_frames(video)) if isinstance(video, str | os.PathLike) else video for video in videos]
 
 
 def _shape_only(shape: Sequence[int]) -> np.ndarray:
@@ -535,8 +492,9 @@ class TeViTImageProcessor(BaseImageProcessor):
         r"""
         videos (`Any`):
             One video or a list of videos. A video is a list of PIL images, a list of frame file paths (opened with
-            PIL; video files must be decoded first), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)` arrays or tensors,
-            or one `(T, H, W, C)` / `(T, C, H, W)` array or tensor; a 5-D array is a batch. See `make_batched_videos`
+            PIL), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)` arrays or tensors, one `(T, H, W, C)` /
+            `(T, C, H, W)` array or tensor, or a video file / frame folder path (decoded with `video_io`); a 5-D
+            array is a batch. See `make_batched_videos`
             for how a single video is told from a batch. Grayscale frames are replicated to RGB and the alpha channel
             of RGBA frames is dropped. Arrays are read as RGB. Videos of different lengths in one batch raise a
             `ValueError` (batches are not padded along time); videos of different sizes are padded to the largest.
