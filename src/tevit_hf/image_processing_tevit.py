@@ -46,7 +46,7 @@ from transformers.image_utils import ChannelDimension, PILImageResampling, infer
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import TensorType, auto_docstring, logging
 
-from .masks_tevit import decode_mask_rle, empty_mask_rle, encode_mask_rle, encode_masks_rle
+from .masks_tevit import decode_mask_rle, empty_mask_rle, encode_mask_rle, encode_masks_rle, rle_areas
 from .ops_tevit import box_cxcywh_to_xyxy, paste_masks_in_image
 from .video_io import iter_video_frames, split_video_batch
 
@@ -653,7 +653,8 @@ class TeViTImageProcessor(BaseImageProcessor):
             Per video, instances sorted by descending score, each a dict:
             - `id` (int), `label` (int), `score` (float);
             - `boxes` `(T, 4)` float32 xyxy in target pixels (NaN rows where the instance is absent);
-            - `frame_valid` `(T,)` bool;
+            - `frame_valid` `(T,)` bool: frames where the instance has a prediction;
+            - `visible` `(T,)` bool: frames where its mask is not empty (the object is seen there);
             - `masks` `(T, H, W)` bool, or with `return_rle=True` `segmentations`: T RLE dicts
               `{"size": [H, W], "counts": str}` (empty masks for absent frames).
         """
@@ -725,6 +726,9 @@ class TeViTImageProcessor(BaseImageProcessor):
                     "frame_valid": kept_valid[:, rank],
                 }
                 instance["segmentations" if return_rle else "masks"] = pasted[rank]
+                instance["visible"] = (
+                    torch.from_numpy(rle_areas(pasted[rank]) > 0) if return_rle else pasted[rank].flatten(1).any(1)
+                )
                 instances.append(instance)
             results.append(instances)
         return results

@@ -22,7 +22,7 @@ Inputs (one video or a batch, told apart by `video_io.split_video_batch`, the ru
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 from transformers.utils import logging
 
-from .image_processing_tevit import decode_mask_rle
+from .masks_tevit import decode_masks_rle
 from .tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE, TeViTNearOnlineTracker, validate_clip_schedule
 from .video_io import iter_video_frames, probe_video, split_video_batch
 
@@ -132,7 +132,10 @@ class VideoInstanceSegmentationPipeline(Pipeline):
         - `id` (`int`): track id; `label` (`str`): class name from `config.id2label`; `label_id` (`int`);
         - `score` (`float`): video-level score;
         - `boxes` (`torch.FloatTensor` of shape `(T, 4)`): xyxy in original pixels, NaN rows where absent;
-        - `frame_valid` (`torch.BoolTensor` of shape `(T,)`): frames where the track has a prediction;
+        - `frame_valid` (`torch.BoolTensor` of shape `(T,)`): frames where the track has a prediction (its mask
+          there may be empty);
+        - `visible` (`torch.BoolTensor` of shape `(T,)`): frames where its mask is not empty, i.e. where the object
+          is seen; use this for "frames a-b" (`visible.nonzero()`);
         - `masks` (`torch.BoolTensor` of shape `(T, H, W)`), or with `return_rle=True` `segmentations` (T RLE dicts
           `{"size": [H, W], "counts": str}`).
     A batch input returns a list with one such list per video. Videos of a batch run one after another.
@@ -248,18 +251,15 @@ class VideoInstanceSegmentationPipeline(Pipeline):
                 "score": float(track["score"]),
                 "boxes": track["boxes"],
                 "frame_valid": track["frame_valid"],
+                "visible": track["visible"],
             }
             if return_rle:
                 instance["segmentations"] = [dict(rle) for rle in track["segmentations"]]
             else:
-                instance["masks"] = _decode_rles(track["segmentations"])
+                # Dense masks are decoded here only, when asked for (the tracks stay RLE up to this point).
+                instance["masks"] = decode_masks_rle(track["segmentations"])
             instances.append(instance)
         return instances
-
-
-def _decode_rles(rles: Sequence[dict[str, Any]]) -> torch.Tensor:
-    """T per-frame RLEs -> `(T, H, W)` bool tensor."""
-    return torch.from_numpy(np.stack([decode_mask_rle(rle) for rle in rles]))
 
 
 PIPELINE_REGISTRY.register_pipeline(

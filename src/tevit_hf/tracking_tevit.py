@@ -33,8 +33,9 @@ time order; the instances of consecutive clips are linked into tracks. This link
   (contributed frames x clip score) (the earliest such label on ties).
 * **Output** (like `TeViTImageProcessor.post_process_video_instance_segmentation(return_rle=True)`), sorted by
   descending score: `{"id", "label", "score", "boxes" (N, 4) float32 xyxy original pixels (NaN rows where the track
-  has no prediction), "frame_valid" (N,) bool (True where the track has a prediction), "segmentations" (N per-frame
-  RLE dicts; frames without a prediction share one read-only empty RLE)}`.
+  has no prediction), "frame_valid" (N,) bool (True where the track has a prediction, which may be an empty mask),
+  "visible" (N,) bool (True where its mask is not empty: the frames where the object is seen), "segmentations" (N
+  per-frame RLE dicts; frames without a prediction share one read-only empty RLE)}`.
 
 Memory: at most `clip_length` decoded frames, one clip's model activations and the previous clip's RLEs are held;
 finished frames are kept only as RLEs and boxes.
@@ -221,8 +222,8 @@ def match_clip_instances(
 @dataclass
 class _Track:
     track_id: int
-    # Contiguous or not, (first_frame, boxes (n, 4), rles, valid (n,)) pieces in time order.
-    segments: list[tuple[int, np.ndarray, list, np.ndarray]] = field(default_factory=list)
+    # Contiguous or not, (first_frame, boxes (n, 4), rles, valid (n,), visible (n,)) pieces in time order.
+    segments: list[tuple[int, np.ndarray, list, np.ndarray, np.ndarray]] = field(default_factory=list)
     # (score, label, contributed frames) of each clip instance linked into the track.
     votes: list[tuple[float, int, int]] = field(default_factory=list)
 
@@ -341,10 +342,12 @@ class ClipLinker:
         for track in self._tracks:
             boxes = np.full((total, 4), np.nan, dtype=np.float32)
             valid = np.zeros(total, dtype=bool)
+            visible = np.zeros(total, dtype=bool)
             segmentations: list[dict[str, Any]] = [empty_rle] * total
-            for first, segment_boxes, rles, segment_valid in track.segments:
+            for first, segment_boxes, rles, segment_valid, segment_visible in track.segments:
                 boxes[first : first + len(rles)] = segment_boxes
                 valid[first : first + len(rles)] = segment_valid
+                visible[first : first + len(rles)] = segment_visible
                 segmentations[first : first + len(rles)] = rles
             score, label = track.score_and_label()
             results.append(
@@ -354,6 +357,7 @@ class ClipLinker:
                     "score": score,
                     "boxes": torch.from_numpy(boxes),
                     "frame_valid": torch.from_numpy(valid),
+                    "visible": torch.from_numpy(visible),
                     "segmentations": segmentations,
                 }
             )
@@ -386,7 +390,13 @@ class ClipLinker:
         num_frames = max(0, end - begin)
         if num_frames:
             track.segments.append(
-                (first_frame, arrays.boxes[begin:end].copy(), arrays.rles[begin:end], arrays.valid[begin:end].copy())
+                (
+                    first_frame,
+                    arrays.boxes[begin:end].copy(),
+                    arrays.rles[begin:end],
+                    arrays.valid[begin:end].copy(),
+                    arrays.present[begin:end].copy(),
+                )
             )
         track.votes.append((arrays.score, arrays.label, num_frames))
 
