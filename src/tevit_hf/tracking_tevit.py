@@ -43,7 +43,6 @@ finished frames are kept only as RLEs and boxes.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections import deque
@@ -54,13 +53,14 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from transformers.utils import logging
 
 from .inference_tevit import TeViTClipRunner
 from .masks_tevit import empty_mask_rle, pairwise_box_iou, rle_areas, video_mask_iou
 from .video_io import iter_video_frames, probe_video
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_CLIP_LENGTH = 36
 DEFAULT_STRIDE = 18
