@@ -157,3 +157,35 @@ def test_sample_classes_follow_the_model(model_dir, tmp_path):
     (other / "config.json").write_text(json.dumps({**config, "id2label": {"0": "person", "1": "dog"}}))
     with pytest.raises(ValueError, match="not trained on `--synthetic` data"):
         demo_command.synthetic_num_classes(other)
+
+
+@needs_bundled_model
+def test_demo_and_evaluate_give_the_same_ap_for_the_same_model_and_video(tmp_path, capsys):
+    """`tevit-hf demo` and `tevit-hf evaluate` share the inference path and the label -> category rule."""
+    import numpy as np
+    import PIL.Image
+
+    from tevit_hf.video_io import iter_video_frames
+
+    # The sample video's decoded frames as a lossless frame folder, so both commands see the same pixels.
+    ground_truth = json.loads(bundled_sample_annotations().read_text())
+    (video,) = ground_truth["videos"]
+    (tmp_path / "frames" / "sample").mkdir(parents=True)
+    video["file_names"] = []
+    for index, frame in enumerate(iter_video_frames(bundled_sample_video())):
+        name = f"sample/{index:05d}.png"
+        PIL.Image.fromarray(np.asarray(frame)).save(tmp_path / "frames" / name)
+        video["file_names"].append(name)
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps(ground_truth))
+
+    assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--overlay-format", "gif"]) == 0
+    model = str(demo_command.bundled_demo_model_dir())
+    evaluate_args = ["evaluate", "--model", model, "--annotations", str(annotations)]
+    evaluate_args += ["--frames-dir", str(tmp_path / "frames"), "--output-dir", str(tmp_path / "evaluate")]
+    assert main([*evaluate_args, "--near-online"]) == 0  # the demo's schedule: 36-frame clips, stride 18
+    capsys.readouterr()
+    demo_metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    evaluate_metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
+    assert demo_metrics["AP"] == evaluate_metrics["AP"] == pytest.approx(0.70)
+    assert demo_metrics == evaluate_metrics

@@ -347,3 +347,32 @@ def test_tiny_model_end_to_end(rgb_frames):
     assert resized[0][0]["segmentations"][0]["size"] == [32, 38]
     entries = to_youtube_vis_results(results[0], video_id=1)
     assert len(entries) == config.num_selected_instances and all(len(e["segmentations"]) == 2 for e in entries)
+
+
+def test_processor_and_pipeline_share_the_one_video_or_batch_rule(processor, rgb_frames, tmp_path):
+    """The ambiguous cases: image paths are frames of one video, video paths a batch, (H, W, C) arrays one video,
+    4-D arrays a batch; `TeViTImageProcessor` and the pipeline read every input the same way."""
+    from hub_fixtures import write_mp4
+
+    from tevit_hf.pipeline_tevit import split_video_inputs
+
+    image_paths = []
+    for index, frame in enumerate(rgb_frames):
+        image_paths.append(str(tmp_path / f"{index}.png"))
+        PIL.Image.fromarray(frame).save(image_paths[-1])
+    video_paths = [str(write_mp4(tmp_path / f"{name}.mp4", rgb_frames)) for name in "ab"]
+    cases = [
+        (image_paths, 1, False),  # list of image paths: the frames of one video
+        (video_paths, 2, True),  # list of video paths: a batch
+        (list(rgb_frames), 1, False),  # list of (H, W, C) arrays: one video
+        ([rgb_frames, rgb_frames], 2, True),  # list of 4-D arrays: a batch
+        (video_paths[0], 1, False),  # one video file
+        (str(tmp_path / "0.png"), 1, False),  # one image: a one-frame video
+    ]
+    for inputs, num_videos, is_batch in cases:
+        videos, batch = split_video_inputs(inputs)
+        assert (len(videos), batch) == (num_videos, is_batch), inputs
+        pixel_values = processor(inputs, size=NO_RESIZE, return_tensors="pt")["pixel_values"]
+        assert pixel_values.shape[0] == num_videos, inputs
+    with pytest.raises(ValueError, match="item 1"):
+        processor([video_paths[0], image_paths[0]])

@@ -53,7 +53,10 @@ def assert_video_result(instances: list[dict], num_frames: int = NUM_FRAMES, siz
     assert isinstance(instances, list) and instances, "expected the instances of one video"
     assert all(isinstance(instance, dict) for instance in instances)
     for instance in instances:
-        assert set(instance) == {"id", "label", "label_id", "score", "boxes", "frame_valid", "masks"}
+        assert set(instance) == {"id", "label", "label_id", "score", "boxes", "frame_valid", "visible", "masks"}
+        # visible: the frames where the mask is not empty (frame_valid: where the track has a prediction).
+        assert instance["visible"].equal(instance["masks"].flatten(1).any(1))
+        assert not (instance["visible"] & ~instance["frame_valid"]).any()
         assert instance["label"] == CLASS_NAMES[instance["label_id"]]
         assert instance["boxes"].shape == (num_frames, 4)
         assert instance["masks"].shape == (num_frames, *size) and instance["masks"].dtype == torch.bool

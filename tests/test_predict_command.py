@@ -90,3 +90,29 @@ def test_missing_inputs_fail_clearly(model_dir, video_path, tmp_path):
         main(["predict", str(video_path), "--model", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="stride"):
         main(["predict", str(video_path), "--model", str(model_dir), "--clip-length", "3", "--stride", "4"])
+
+
+def test_summary_frames_are_the_frames_where_the_object_is_visible():
+    """A track with a prediction in every frame but an empty mask in the first and last: "first"/"last" and the
+    frame count of the summary are where the object is visible; results.json has null masks and boxes elsewhere."""
+    from tevit_hf.masks_tevit import encode_masks_rle
+    from tevit_hf.predict_command import build_results_payload, format_summary_table
+
+    masks = np.zeros((5, 8, 8), dtype=bool)
+    masks[1:4, 2:5, 2:5] = True
+    instance = {
+        "id": 0,
+        "label": "circle",
+        "label_id": 0,
+        "score": 0.9,
+        "boxes": np.tile(np.array([[2.0, 2.0, 5.0, 5.0]]), (5, 1)),
+        "frame_valid": np.ones(5, dtype=bool),
+        "visible": masks.any(axis=(1, 2)),
+        "segmentations": encode_masks_rle(masks),
+    }
+    payload = build_results_payload([instance], "v.mp4", 5, None, (8, 8), {0: "circle"})
+    (entry,) = payload["instances"]
+    assert [rle is not None for rle in entry["segmentations"]] == [False, True, True, True, False]
+    assert [box is not None for box in entry["boxes"]] == [False, True, True, True, False]
+    row = format_summary_table(payload).splitlines()[-1].split()
+    assert row[-3:] == ["3", "1", "3"]  # frames, first, last

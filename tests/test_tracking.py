@@ -193,6 +193,9 @@ def test_instance_that_leaves_and_returns():
     assert len(tracks) == 1
     np.testing.assert_array_equal(decoded(tracks[0]), blinking)
     assert not decoded(tracks[0])[4].any()
+    # frame_valid: the track has a prediction there (an empty mask in frame 4); visible: its mask is not empty.
+    assert tracks[0]["frame_valid"].all()
+    assert tracks[0]["visible"].tolist() == present
 
 
 def test_long_absence_starts_a_new_track():

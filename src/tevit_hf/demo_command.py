@@ -194,16 +194,11 @@ def synthetic_num_classes(model_dir: str | os.PathLike) -> int:
 
 
 def label_to_category_id(id2label: Mapping[Any, str], categories: list[Mapping[str, Any]]) -> dict[int, int]:
-    """Model label -> ground-truth category id: by name when every model class name is a category name, else the
-    YouTube-VIS rule `label + 1`."""
-    by_name = {str(category["name"]): int(category["id"]) for category in categories}
-    names = {int(label): str(name) for label, name in id2label.items()}
-    if set(names.values()) <= set(by_name):
-        return {label: by_name[name] for label, name in names.items()}
-    logger.warning(
-        "Model class names %s are not the ground-truth categories: using label + 1.", sorted(names.values())
-    )
-    return {label: label + 1 for label in names}
+    """Model label -> ground-truth category id: the project's one rule, `map_labels_to_categories` (by name, else
+    by sorted category id when the counts agree, else an error), as `tevit-hf evaluate` uses."""
+    from .image_processing_tevit import map_labels_to_categories
+
+    return map_labels_to_categories(id2label, categories)
 
 
 def evaluate_results(payload: Mapping[str, Any], annotations: str | os.PathLike) -> dict[str, Any]:

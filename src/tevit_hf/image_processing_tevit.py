@@ -26,8 +26,8 @@ Post-processing reproduces `tevit_roi_head.py::simple_test` (spec section 4.3): 
 an instance whose boxes are mapped to original pixels and whose RoI mask logits are pasted into the original frame
 with mmdet's `_do_paste_mask` (`ops_tevit.paste_masks_in_image`), then thresholded with `>= mask_threshold`.
 
-This module also holds the project's single RLE implementation (`encode_mask_rle`, `encode_masks_rle`,
-`decode_mask_rle`) and the YouTube-VIS results writer (`to_youtube_vis_results`).
+RLE lives in `masks_tevit` (`encode_mask_rle`, `encode_masks_rle`, `decode_mask_rle` are re-exported here for old
+imports). This module also holds the YouTube-VIS results writer (`to_youtube_vis_results`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ from transformers.image_utils import ChannelDimension, PILImageResampling, infer
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import TensorType, auto_docstring, logging
 
+from .masks_tevit import decode_mask_rle, empty_mask_rle, encode_mask_rle, encode_masks_rle, rle_areas
 from .ops_tevit import box_cxcywh_to_xyxy, paste_masks_in_image
+from .video_io import iter_video_frames, split_video_batch
 
 
 logger = logging.get_logger(__name__)
@@ -83,66 +85,47 @@ class TeViTImageProcessorKwargs(ImagesKwargs, total=False):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# RLE (the single implementation used by the whole project)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _coco_mask_api():
-    # Imported lazily (and inside try/except so Hub remote-code import checks do not require it) because only the
-    # RLE paths need pycocotools.
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError as error:
-        raise ImportError("RLE encoding/decoding needs pycocotools: `pip install pycocotools`.") from error
-    return coco_mask
-
-
-def _to_numpy_bool(mask: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    return np.asarray(mask).astype(bool, copy=False)
-
-
-def encode_masks_rle(masks: np.ndarray | torch.Tensor) -> list[dict[str, Any]]:
-    """Encode binary masks `(N, H, W)` as COCO RLE dicts `{"size": [H, W], "counts": str}` (one pycocotools call).
-
-    The masks are laid out in Fortran order as pycocotools requires and `counts` is decoded to `str` so that the result
-    is JSON serialisable (the official `test_vis.py` does the same).
-    """
-    array = _to_numpy_bool(masks)
-    if array.ndim != 3:
-        raise ValueError(f"encode_masks_rle expects masks of shape (N, H, W), got shape {tuple(array.shape)}.")
-    if array.shape[0] == 0:
-        return []
-    encoded = _coco_mask_api().encode(np.asfortranarray(array.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(size) for size in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
-
-
-def encode_mask_rle(mask: np.ndarray | torch.Tensor) -> dict[str, Any]:
-    """Encode one binary mask `(H, W)` as a COCO RLE dict `{"size": [H, W], "counts": str}`."""
-    array = _to_numpy_bool(mask)
-    if array.ndim != 2:
-        raise ValueError(f"encode_mask_rle expects a mask of shape (H, W), got shape {tuple(array.shape)}.")
-    return encode_masks_rle(array[None])[0]
-
-
-def decode_mask_rle(rle: Mapping[str, Any]) -> np.ndarray:
-    """Decode a COCO RLE dict (compressed `counts` as str/bytes, or uncompressed `counts` as a list) to `(H, W)` bool."""
-    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"An RLE must be a mapping with 'size' and 'counts', got {type(rle).__name__}: {rle!r:.80}")
-    coco_mask = _coco_mask_api()
-    height, width = (int(size) for size in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        compressed = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    else:
-        compressed = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return coco_mask.decode(compressed).astype(bool)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # YouTube-VIS results
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def map_labels_to_categories(
+    id2label: Mapping[Any, str], categories: Sequence[Mapping[str, Any]] | Mapping[Any, str]
+) -> dict[int, int]:
+    """The project's one rule from model labels to a dataset's category ids (demo, evaluate, training evaluation).
+
+    1. **By name**: when every model class name (`config.id2label`) is a category name, each label maps to the
+       category of that name (the normal case: a model trained or converted for the dataset).
+    2. **By position**, only when the names differ but the counts agree: the i-th smallest label maps to the i-th
+       smallest category id (with a warning). For YouTube-VIS 2019 (ids 1..40) this is the official `label + 1`,
+       which is also what `to_youtube_vis_results` uses when given no mapping.
+    3. Otherwise a `ValueError` naming both sides: the model cannot be scored on this dataset.
+
+    Args:
+        id2label: the model's label -> class name.
+        categories: the dataset's categories: the annotation json's `categories` list (`{"id", "name"}` dicts) or a
+            mapping category id -> name.
+    """
+    if isinstance(categories, Mapping):
+        category_names = {int(category_id): str(name) for category_id, name in categories.items()}
+    else:
+        category_names = {int(category["id"]): str(category["name"]) for category in categories}
+    by_name = {name: category_id for category_id, name in category_names.items()}
+    names = {int(label): str(name) for label, name in id2label.items()}
+    if set(names.values()) <= set(by_name):
+        return {label: by_name[name] for label, name in names.items()}
+    if len(names) != len(category_names):
+        raise ValueError(
+            f"the model has {len(names)} labels {sorted(names.values())[:5]}... but the dataset has "
+            f"{len(category_names)} categories {sorted(by_name)[:5]}...; they cannot be matched (give the model the "
+            "dataset's category names in config.id2label)"
+        )
+    logger.warning(
+        "Model class names %s are not the dataset's categories: mapping the i-th label to the i-th smallest "
+        "category id.",
+        sorted(names.values())[:5],
+    )
+    return dict(zip(sorted(names), sorted(category_names)))
 
 
 def to_youtube_vis_results(
@@ -158,8 +141,8 @@ def to_youtube_vis_results(
             `TeViTImageProcessor.post_process_video_instance_segmentation` (with `masks` `(T, H, W)` or with
             `segmentations`, a list of T per-frame RLE dicts); `frame_valid` `(T,)` is optional.
         video_id: the dataset's id of the video (from `videos[*].id` of the annotation json).
-        label_to_category_id: model label -> dataset category id. Defaults to `label + 1`, the official rule, which
-            is right only for datasets whose category ids are 1..C in the model's label order (YouTube-VIS 2019).
+        label_to_category_id: model label -> dataset category id, from `map_labels_to_categories`. Defaults to
+            `label + 1` (that rule for a dataset whose category ids are 1..C, e.g. YouTube-VIS 2019).
         absent_frames_as_null: write `None` instead of an empty RLE for frames where an instance is marked absent
             (`frame_valid` False). The default follows the official `test_vis.py`, which writes an RLE for every frame
             (absent frames are empty masks); the YouTube-VIS API accepts both.
@@ -228,58 +211,14 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, np.ndarray | torch.Tensor)
 
 
-def _is_single_frame(value: Any) -> bool:
-    return isinstance(value, PIL.Image.Image | str | os.PathLike) or (_is_array(value) and value.ndim in (2, 3))
-
-
 def make_batched_videos(videos: Any) -> list[Any]:
-    """Split the `videos` argument of `preprocess` into a list of videos (each a list of frames or a 4-D array).
-
-    Disambiguation rules (a single video is never mistaken for a batch):
-    - a 5-D array/tensor `(B, T, ...)` is a batch; a 4-D array/tensor `(T, ...)` is one video;
-    - a 2-D/3-D array, a PIL image or a path alone is a one-frame video;
-    - a list/tuple whose first element is a frame (PIL image, path, 2-D or 3-D array) is ONE video;
-    - a list/tuple whose first element is a list/tuple or a 4-D array is a BATCH of videos.
-    A batch of one-frame videos must therefore be written `[[frame_a], [frame_b]]`; a grayscale video given as one
-    array must carry its channel axis, `(T, H, W, 1)`, because `(T, H, W)` would read as one 3-channel frame.
+    """Split the `videos` argument of `preprocess` into a list of videos, by the one rule of
+    `video_io.split_video_batch` (shared with the pipeline): a list of frames (PIL images, image paths, 2-D/3-D
+    arrays) is ONE video, a list of videos (lists of frames, 4-D arrays, video file / frame folder paths) is a BATCH,
+    a 5-D array is a batch. Video files and frame folders are decoded with `video_io.iter_video_frames`.
     """
-    if _is_array(videos):
-        if videos.ndim == 5:
-            return list(videos)
-        if videos.ndim == 4:
-            return [videos]
-        if videos.ndim in (2, 3):
-            return [[videos]]
-        raise ValueError(
-            f"A video array must have 4 dims (T, H, W, C) / (T, C, H, W), or 5 for a batch; got shape "
-            f"{tuple(videos.shape)}."
-        )
-    if _is_single_frame(videos):
-        return [[videos]]
-    if not isinstance(videos, list | tuple):
-        raise TypeError(
-            "`videos` must be a video (list of PIL images / frame paths / arrays, or a 4-D array or tensor) or a "
-            f"list of videos; got {type(videos).__name__}."
-        )
-    if len(videos) == 0:
-        raise ValueError("`videos` is empty: expected at least one video with at least one frame.")
-    first = videos[0]
-    if _is_single_frame(first):
-        return [list(videos)]
-    if isinstance(first, list | tuple) or (_is_array(first) and first.ndim == 4):
-        for index, video in enumerate(videos):
-            if not (isinstance(video, list | tuple) or (_is_array(video) and video.ndim == 4)):
-                description = f"shape {tuple(video.shape)}" if _is_array(video) else type(video).__name__
-                raise ValueError(
-                    f"Video {index} of the batch is a {description}; in a batch every video must be a list of "
-                    "frames or a 4-D array/tensor."
-                )
-        return list(videos)
-    description = f"an array of shape {tuple(first.shape)}" if _is_array(first) else type(first).__name__
-    raise TypeError(
-        f"Cannot read `videos`: its first element is {description}; expected a frame (PIL image, path, 2-D/3-D array) "
-        "or a video (list of frames, 4-D array)."
-    )
+    videos, _ = split_video_batch(videos)
+    return [list(iter_video_frames(video)) if isinstance(video, str | os.PathLike) else video for video in videos]
 
 
 def _shape_only(shape: Sequence[int]) -> np.ndarray:
@@ -553,8 +492,9 @@ class TeViTImageProcessor(BaseImageProcessor):
         r"""
         videos (`Any`):
             One video or a list of videos. A video is a list of PIL images, a list of frame file paths (opened with
-            PIL; video files must be decoded first), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)` arrays or tensors,
-            or one `(T, H, W, C)` / `(T, C, H, W)` array or tensor; a 5-D array is a batch. See `make_batched_videos`
+            PIL), a list of `(H, W)` / `(H, W, C)` / `(C, H, W)` arrays or tensors, one `(T, H, W, C)` /
+            `(T, C, H, W)` array or tensor, or a video file / frame folder path (decoded with `video_io`); a 5-D
+            array is a batch. See `make_batched_videos`
             for how a single video is told from a batch. Grayscale frames are replicated to RGB and the alpha channel
             of RGBA frames is dropped. Arrays are read as RGB. Videos of different lengths in one batch raise a
             `ValueError` (batches are not padded along time); videos of different sizes are padded to the largest.
@@ -713,7 +653,8 @@ class TeViTImageProcessor(BaseImageProcessor):
             Per video, instances sorted by descending score, each a dict:
             - `id` (int), `label` (int), `score` (float);
             - `boxes` `(T, 4)` float32 xyxy in target pixels (NaN rows where the instance is absent);
-            - `frame_valid` `(T,)` bool;
+            - `frame_valid` `(T,)` bool: frames where the instance has a prediction;
+            - `visible` `(T,)` bool: frames where its mask is not empty (the object is seen there);
             - `masks` `(T, H, W)` bool, or with `return_rle=True` `segmentations`: T RLE dicts
               `{"size": [H, W], "counts": str}` (empty masks for absent frames).
         """
@@ -785,6 +726,9 @@ class TeViTImageProcessor(BaseImageProcessor):
                     "frame_valid": kept_valid[:, rank],
                 }
                 instance["segmentations" if return_rle else "masks"] = pasted[rank]
+                instance["visible"] = (
+                    torch.from_numpy(rle_areas(pasted[rank]) > 0) if return_rle else pasted[rank].flatten(1).any(1)
+                )
                 instances.append(instance)
             results.append(instances)
         return results
@@ -826,7 +770,7 @@ class TeViTImageProcessor(BaseImageProcessor):
         instance_index, frame_index = torch.nonzero(frame_valid.T, as_tuple=True)
         chunk = max(1, _PASTE_CHUNK_ELEMENTS // max(1, height * width))
         if return_rle:
-            empty_rle = encode_mask_rle(np.zeros((height, width), dtype=bool))
+            empty_rle = empty_mask_rle(height, width)
             rles = [[empty_rle] * num_frames for _ in range(num_kept)]
         else:
             masks = torch.zeros(num_kept, num_frames, height, width, dtype=torch.bool, device=mask_logits.device)
@@ -854,5 +798,6 @@ __all__ = [
     "encode_masks_rle",
     "get_keep_ratio_resize_size",
     "make_batched_videos",
+    "map_labels_to_categories",
     "to_youtube_vis_results",
 ]

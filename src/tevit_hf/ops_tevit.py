@@ -32,6 +32,12 @@ def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
 
 
+def box_xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """`(..., 4)` COCO (x, y, w, h) -> `(..., 4)` (x1, y1, x2, y2)."""
+    x, y, width, height = boxes.unbind(-1)
+    return torch.stack([x, y, x + width, y + height], dim=-1)
+
+
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """`(..., 4)` xyxy -> `(...)` area (negative extents count as zero)."""
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)

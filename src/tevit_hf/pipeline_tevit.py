@@ -11,32 +11,30 @@ config and copies this file with its relative imports). Every video runs through
 at most `clip_length` frames is one clip (exactly the official offline result), a longer one is cut into overlapping
 clips linked into tracks (near-online, memory bounded by the clip length).
 
-Inputs (one video or a batch; a single video given as a list of frames is never taken for a batch):
+Inputs (one video or a batch, told apart by `video_io.split_video_batch`, the rule `TeViTImageProcessor` uses too):
 - a video file or a folder of frame images (`str` / `os.PathLike`), decoded lazily by `video_io`;
 - a list/tuple of frames: PIL images, `(H, W, C)` / `(C, H, W)` / `(H, W)` arrays or tensors, or image file paths;
 - a `(T, H, W, C)` / `(T, C, H, W)` array or tensor;
-- a batch: a list of any of the above, or a 5-D `(B, T, ...)` array. A list of paths is a batch of videos unless
-  every path is an image file (then it is the frames of one video).
+- a batch: a list of any of the above, or a 5-D `(B, T, ...)` array. A list of image paths is the frames of one
+  video; a list of video paths is a batch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
 from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 from transformers.utils import logging
 
-from .image_processing_tevit import decode_mask_rle
+from .masks_tevit import decode_masks_rle
 from .tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE, TeViTNearOnlineTracker, validate_clip_schedule
-from .video_io import IMAGE_EXTENSIONS, iter_video_frames, probe_video
+from .video_io import iter_video_frames, probe_video, split_video_batch
 
 
 logger = logging.get_logger(__name__)
@@ -72,70 +70,14 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, np.ndarray | torch.Tensor)
 
 
-def _is_path(value: Any) -> bool:
-    return isinstance(value, str | os.PathLike)
-
-
-def _is_image_path(value: Any) -> bool:
-    return _is_path(value) and Path(value).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _is_frame(value: Any) -> bool:
-    """A single frame: a PIL image, a 2-D/3-D array or tensor, or an image file path."""
-    return isinstance(value, PIL.Image.Image) or (_is_array(value) and value.ndim in (2, 3)) or _is_image_path(value)
-
-
-def _is_video(value: Any) -> bool:
-    """One video: a video file / frame folder path, a 4-D array or tensor, or a non-empty sequence of frames."""
-    if _is_path(value):
-        return not _is_image_path(value)
-    if _is_array(value):
-        return value.ndim == 4
-    if isinstance(value, list | tuple) and len(value) > 0:
-        return all(_is_frame(frame) for frame in value)
-    return False
-
-
-def _describe(value: Any) -> str:
-    if _is_array(value):
-        return f"{type(value).__name__} of shape {tuple(value.shape)}"
-    if isinstance(value, list | tuple):
-        return f"{type(value).__name__} of {len(value)} items"
-    return type(value).__name__
-
-
 def split_video_inputs(inputs: Any) -> tuple[list[Any], bool]:
-    """Tell one video from a batch of videos.
+    """Tell one video from a batch of videos: `video_io.split_video_batch`, the rule the image processor uses too.
 
     Returns:
         `(videos, is_batch)`: the list of videos and whether the input was a batch (the pipeline then returns a list
         of results, else the result of the one video).
-
-    Raises:
-        ValueError / TypeError: empty input, or an input that is neither a video nor a batch of videos.
     """
-    if _is_array(inputs) and inputs.ndim == 5:
-        return list(inputs), True
-    if _is_video(inputs):
-        return [inputs], False
-    if _is_frame(inputs):
-        return [[inputs]], False
-    if isinstance(inputs, list | tuple):
-        if len(inputs) == 0:
-            raise ValueError("Empty input: expected a video (path, frames, 4-D array) or a list of videos.")
-        for index, video in enumerate(inputs):
-            if not _is_video(video):
-                raise ValueError(
-                    f"Cannot read the input as one video or a batch of videos: item {index} is a "
-                    f"{_describe(video)}. A video is a path to a video file or frame folder, a list of frames (PIL "
-                    "images, (H, W, C) arrays, image paths) or a (T, H, W, C) array; a batch is a list of videos. "
-                    "Mixed lists of image paths and video paths are not accepted."
-                )
-        return list(inputs), True
-    raise TypeError(
-        f"Unsupported input {_describe(inputs)}: expected a video path, a list of frames, a (T, H, W, C) array or a "
-        "list of those."
-    )
+    return split_video_batch(inputs)
 
 
 def load_video_source(video: Any) -> VideoSource:
@@ -145,7 +87,7 @@ def load_video_source(video: Any) -> VideoSource:
         FileNotFoundError: a video path that does not exist.
         ValueError: an unreadable, empty or zero-frame video.
     """
-    if _is_path(video):
+    if isinstance(video, str | os.PathLike):
         info = probe_video(video)
         return VideoSource(iter_video_frames(video), info.num_frames, info.fps, f"video {os.fspath(video)!r}")
     if _is_array(video):
@@ -190,7 +132,10 @@ class VideoInstanceSegmentationPipeline(Pipeline):
         - `id` (`int`): track id; `label` (`str`): class name from `config.id2label`; `label_id` (`int`);
         - `score` (`float`): video-level score;
         - `boxes` (`torch.FloatTensor` of shape `(T, 4)`): xyxy in original pixels, NaN rows where absent;
-        - `frame_valid` (`torch.BoolTensor` of shape `(T,)`): frames where the track has a prediction;
+        - `frame_valid` (`torch.BoolTensor` of shape `(T,)`): frames where the track has a prediction (its mask
+          there may be empty);
+        - `visible` (`torch.BoolTensor` of shape `(T,)`): frames where its mask is not empty, i.e. where the object
+          is seen; use this for "frames a-b" (`visible.nonzero()`);
         - `masks` (`torch.BoolTensor` of shape `(T, H, W)`), or with `return_rle=True` `segmentations` (T RLE dicts
           `{"size": [H, W], "counts": str}`).
     A batch input returns a list with one such list per video. Videos of a batch run one after another.
@@ -306,18 +251,15 @@ class VideoInstanceSegmentationPipeline(Pipeline):
                 "score": float(track["score"]),
                 "boxes": track["boxes"],
                 "frame_valid": track["frame_valid"],
+                "visible": track["visible"],
             }
             if return_rle:
                 instance["segmentations"] = [dict(rle) for rle in track["segmentations"]]
             else:
-                instance["masks"] = _decode_rles(track["segmentations"])
+                # Dense masks are decoded here only, when asked for (the tracks stay RLE up to this point).
+                instance["masks"] = decode_masks_rle(track["segmentations"])
             instances.append(instance)
         return instances
-
-
-def _decode_rles(rles: Sequence[dict[str, Any]]) -> torch.Tensor:
-    """T per-frame RLEs -> `(T, H, W)` bool tensor."""
-    return torch.from_numpy(np.stack([decode_mask_rle(rle) for rle in rles]))
 
 
 PIPELINE_REGISTRY.register_pipeline(

@@ -193,13 +193,13 @@ def build_results_payload(
 ) -> dict[str, Any]:
     """The `results.json` document: the video, the settings, and the instances (JSON-serialisable).
 
-    Each instance: `id`, `label` (name), `label_id`, `score`, `boxes` (per frame `[x1, y1, x2, y2]` in original pixels
-    or `null` where the track is absent) and `segmentations` (per frame a COCO RLE `{"size": [H, W], "counts": str}`,
-    or `null` where absent). `results_to_youtube_vis` turns it into YouTube-VIS results entries.
+    Each instance: `id`, `label` (name), `label_id`, `score`, `boxes` (per frame `[x1, y1, x2, y2]` in original pixels)
+    and `segmentations` (per frame a COCO RLE `{"size": [H, W], "counts": str}`); both are `null` where the object is
+    not visible (the pipeline's `visible`: no prediction, or an empty mask, which YouTube-VIS scores alike). `results_to_youtube_vis` turns it into YouTube-VIS results entries.
     """
     entries = []
     for instance in instances:
-        valid = _as_list(instance["frame_valid"])
+        visible = _as_list(instance["visible"])
         boxes = np.asarray(_as_array(instance["boxes"]), dtype=np.float64)
         segmentations = instance["segmentations"]
         entries.append(
@@ -209,10 +209,10 @@ def build_results_payload(
                 "label_id": int(instance["label_id"]),
                 "score": float(instance["score"]),
                 "boxes": [
-                    [round(float(v), 2) for v in box] if ok and np.isfinite(box).all() else None
-                    for box, ok in zip(boxes, valid)
+                    [round(float(v), 2) for v in box] if seen and np.isfinite(box).all() else None
+                    for box, seen in zip(boxes, visible)
                 ],
-                "segmentations": [dict(rle) if ok else None for rle, ok in zip(segmentations, valid)],
+                "segmentations": [dict(rle) if seen else None for rle, seen in zip(segmentations, visible)],
             }
         )
     return {
@@ -275,6 +275,7 @@ def format_summary_table(payload: Mapping[str, Any], inference_seconds: float | 
         header += f", inference {inference_seconds:.1f} s ({num_frames / inference_seconds:.1f} frames/s)"
     rows = [("id", "label", "score", "frames", "first", "last")]
     for instance in payload["instances"]:
+        # Frames where the object is visible (segmentations are null where its mask is empty or missing).
         present = [index for index, rle in enumerate(instance["segmentations"]) if rle is not None]
         rows.append(
             (

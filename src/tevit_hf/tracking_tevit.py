@@ -14,8 +14,8 @@ time order; the instances of consecutive clips are linked into tracks. This link
 * **Similarity** of instance i of the previous clip and instance j of the current clip, over their overlapping
   frames: `box_iou_weight * box_term + mask_iou_weight * mask_term` (defaults 0.5 and 0.5, so it lies in [0, 1]).
   An instance is *present* in a frame when it is valid there and its mask is not empty.
-  - `mask_term` is the spatio-temporal mask IoU `sum_t |A_t & B_t| / sum_t |A_t | B_t|` (the YouTube-VIS IoU),
-    computed on the RLEs with pycocotools (no mask is decoded);
+  - `mask_term` is the spatio-temporal mask IoU `sum_t |A_t & B_t| / sum_t |A_t | B_t|` (the YouTube-VIS IoU,
+    `masks_tevit.video_mask_iou`, the function the metric uses), computed on the RLEs (no mask is decoded);
   - `box_term` is the mean box IoU over the overlap frames where at least one of the two is present (a frame where
     only one is present scores 0).
 * **Matching.** Hungarian assignment (`scipy.optimize.linear_sum_assignment`) maximising the similarity plus
@@ -33,8 +33,9 @@ time order; the instances of consecutive clips are linked into tracks. This link
   (contributed frames x clip score) (the earliest such label on ties).
 * **Output** (like `TeViTImageProcessor.post_process_video_instance_segmentation(return_rle=True)`), sorted by
   descending score: `{"id", "label", "score", "boxes" (N, 4) float32 xyxy original pixels (NaN rows where the track
-  has no prediction), "frame_valid" (N,) bool (True where the track has a prediction), "segmentations" (N per-frame
-  RLE dicts; frames without a prediction share one read-only empty RLE)}`.
+  has no prediction), "frame_valid" (N,) bool (True where the track has a prediction, which may be an empty mask),
+  "visible" (N,) bool (True where its mask is not empty: the frames where the object is seen), "segmentations" (N
+  per-frame RLE dicts; frames without a prediction share one read-only empty RLE)}`.
 
 Memory: at most `clip_length` decoded frames, one clip's model activations and the previous clip's RLEs are held;
 finished frames are kept only as RLEs and boxes.
@@ -42,7 +43,6 @@ finished frames are kept only as RLEs and boxes.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections import deque
@@ -53,13 +53,14 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from transformers.utils import logging
 
-from .image_processing_tevit import _coco_mask_api, encode_mask_rle
-from .ops_tevit import pairwise_box_iou
+from .inference_tevit import TeViTClipRunner
+from .masks_tevit import empty_mask_rle, pairwise_box_iou, rle_areas, video_mask_iou
 from .video_io import iter_video_frames, probe_video
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_CLIP_LENGTH = 36
 DEFAULT_STRIDE = 18
@@ -173,8 +174,8 @@ class _InstanceArrays:
         self.rles = list(instance["segmentations"])
         valid = instance.get("frame_valid")
         self.valid = np.ones(len(self.rles), dtype=bool) if valid is None else _to_numpy(valid).astype(bool)
-        self.areas = np.asarray(_coco_mask_api().area(self.rles), dtype=np.float64).reshape(-1) if self.rles else None
-        self.present = self.valid & (self.areas > 0) if self.areas is not None else self.valid
+        self.areas = rle_areas(self.rles)
+        self.present = self.valid & (self.areas > 0)
 
 
 def clip_link_similarity(
@@ -221,8 +222,8 @@ def match_clip_instances(
 @dataclass
 class _Track:
     track_id: int
-    # Contiguous or not, (first_frame, boxes (n, 4), rles, valid (n,)) pieces in time order.
-    segments: list[tuple[int, np.ndarray, list, np.ndarray]] = field(default_factory=list)
+    # Contiguous or not, (first_frame, boxes (n, 4), rles, valid (n,), visible (n,)) pieces in time order.
+    segments: list[tuple[int, np.ndarray, list, np.ndarray, np.ndarray]] = field(default_factory=list)
     # (score, label, contributed frames) of each clip instance linked into the track.
     votes: list[tuple[float, int, int]] = field(default_factory=list)
 
@@ -336,15 +337,17 @@ class ClipLinker:
         total = self._previous.end_frame if num_frames is None else int(num_frames)
         if total < self._previous.end_frame:
             raise ValueError(f"num_frames={total} is shorter than the clips seen ({self._previous.end_frame} frames).")
-        empty_rle = encode_mask_rle(np.zeros(self._frame_size or (0, 0), dtype=bool))
+        empty_rle = empty_mask_rle(*(self._frame_size or (0, 0)))
         results = []
         for track in self._tracks:
             boxes = np.full((total, 4), np.nan, dtype=np.float32)
             valid = np.zeros(total, dtype=bool)
+            visible = np.zeros(total, dtype=bool)
             segmentations: list[dict[str, Any]] = [empty_rle] * total
-            for first, segment_boxes, rles, segment_valid in track.segments:
+            for first, segment_boxes, rles, segment_valid, segment_visible in track.segments:
                 boxes[first : first + len(rles)] = segment_boxes
                 valid[first : first + len(rles)] = segment_valid
+                visible[first : first + len(rles)] = segment_visible
                 segmentations[first : first + len(rles)] = rles
             score, label = track.score_and_label()
             results.append(
@@ -354,6 +357,7 @@ class ClipLinker:
                     "score": score,
                     "boxes": torch.from_numpy(boxes),
                     "frame_valid": torch.from_numpy(valid),
+                    "visible": torch.from_numpy(visible),
                     "segmentations": segmentations,
                 }
             )
@@ -386,7 +390,13 @@ class ClipLinker:
         num_frames = max(0, end - begin)
         if num_frames:
             track.segments.append(
-                (first_frame, arrays.boxes[begin:end].copy(), arrays.rles[begin:end], arrays.valid[begin:end].copy())
+                (
+                    first_frame,
+                    arrays.boxes[begin:end].copy(),
+                    arrays.rles[begin:end],
+                    arrays.valid[begin:end].copy(),
+                    arrays.present[begin:end].copy(),
+                )
             )
         track.votes.append((arrays.score, arrays.label, num_frames))
 
@@ -411,24 +421,18 @@ def _similarity(
     overlap = range(max(previous.start_frame, current.start_frame), min(previous.end_frame, current.end_frame))
     if not num_previous or not num_current or not len(overlap):
         return np.zeros((num_previous, num_current), dtype=np.float64)
-    coco_mask = _coco_mask_api()
-    intersection_sum = np.zeros((num_previous, num_current))
-    union_sum = np.zeros((num_previous, num_current))
+    previous_frames = slice(overlap.start - previous.start_frame, overlap.stop - previous.start_frame)
+    current_frames = slice(overlap.start - current.start_frame, overlap.stop - current.start_frame)
+    mask_term = video_mask_iou(
+        [a.rles[previous_frames] for a in previous_arrays],
+        [a.rles[current_frames] for a in current_arrays],
+        np.stack([a.areas[previous_frames] for a in previous_arrays]),
+        np.stack([a.areas[current_frames] for a in current_arrays]),
+    )
     box_iou_sum = np.zeros((num_previous, num_current))
     either_present_frames = np.zeros((num_previous, num_current))
     for frame in overlap:
         p, c = frame - previous.start_frame, frame - current.start_frame
-        previous_rles = [a.rles[p] for a in previous_arrays]
-        current_rles = [a.rles[c] for a in current_arrays]
-        mask_iou = np.asarray(coco_mask.iou(previous_rles, current_rles, [0] * num_current), dtype=np.float64)
-        mask_iou = mask_iou.reshape(num_previous, num_current)
-        area_sum = np.array([a.areas[p] for a in previous_arrays])[:, None] + np.array(
-            [a.areas[c] for a in current_arrays]
-        )
-        # IoU = I / (a + b - I)  =>  I = IoU (a + b) / (1 + IoU).
-        intersection = mask_iou * area_sum / (1.0 + mask_iou)
-        intersection_sum += intersection
-        union_sum += area_sum - intersection
         previous_present = np.array([a.present[p] for a in previous_arrays])
         current_present = np.array([a.present[c] for a in current_arrays])
         both = previous_present[:, None] & current_present[None, :]
@@ -438,7 +442,6 @@ def _similarity(
         ).numpy()
         box_iou_sum += np.where(both, np.nan_to_num(box_iou), 0.0)
         either_present_frames += previous_present[:, None] | current_present[None, :]
-    mask_term = np.divide(intersection_sum, union_sum, out=np.zeros_like(union_sum), where=union_sum > 0)
     box_term = np.divide(
         box_iou_sum, either_present_frames, out=np.zeros_like(box_iou_sum), where=either_present_frames > 0
     )
@@ -446,8 +449,8 @@ def _similarity(
 
 
 class TeViTNearOnlineTracker:
-    """Near-online TeViT inference: overlapping clips, each run through the model and post-processed, linked into
-    tracks by a `ClipLinker`. Memory is bounded by the clip length, not the video length.
+    """Near-online TeViT inference: overlapping clips, each run by a `TeViTClipRunner` (inference_tevit: processor →
+    model → post-processing to per-frame RLEs), linked into tracks by a `ClipLinker`. Memory is bounded by the clip length, not the video length.
 
     Args:
         model: a `TeViTForVideoInstanceSegmentation` (put in eval mode here).
@@ -481,6 +484,7 @@ class TeViTNearOnlineTracker:
         self.stride = stride
         self.threshold = threshold
         self.mask_threshold = mask_threshold
+        self.runner = TeViTClipRunner(model, image_processor, threshold=threshold, mask_threshold=mask_threshold)
         self.linker_kwargs = {
             "box_iou_weight": box_iou_weight,
             "mask_iou_weight": mask_iou_weight,
@@ -490,23 +494,9 @@ class TeViTNearOnlineTracker:
         ClipLinker(**self.linker_kwargs)  # validate the linking arguments now, not at the first video
         self.show_progress = show_progress
 
-    @torch.inference_mode()
     def predict_clip(self, clip_frames: Sequence[Any], start_frame: int = 0) -> ClipPrediction:
-        """Run the model on one clip and post-process it to per-frame RLEs in the original frame size."""
-        inputs = self.image_processor(videos=[list(clip_frames)], return_tensors="pt")
-        parameter = next(self.model.parameters())
-        outputs = self.model(
-            pixel_values=inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
-            pixel_mask=inputs["pixel_mask"].to(parameter.device),
-        )
-        instances = self.image_processor.post_process_video_instance_segmentation(
-            outputs,
-            target_sizes=inputs["original_sizes"],
-            threshold=self.threshold,
-            mask_threshold=self.mask_threshold,
-            return_rle=True,
-        )[0]
-        return ClipPrediction(start_frame=start_frame, instances=instances, num_frames=len(clip_frames))
+        """Run one clip through the clip runner (per-frame RLEs in the original frame size) for the linker."""
+        return ClipPrediction(start_frame=start_frame, instances=self.runner(clip_frames), num_frames=len(clip_frames))
 
     def track(self, frames: Iterable[Any] | str | os.PathLike, num_frames: int | None = None) -> list[dict[str, Any]]:
         """Segment and track the instances of one video.

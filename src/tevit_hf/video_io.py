@@ -10,7 +10,6 @@ read in natural name order (`frame2.jpg` before `frame10.jpg`).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -18,13 +17,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from transformers.utils import logging
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GIF_EXTENSIONS = (".gif",)
@@ -67,6 +68,94 @@ class VideoInfo:
         """Frame rate of the subsampled stream (source fps divided by the stride)."""
         _validate_sampling(frame_stride, None)
         return None if self.fps is None else self.fps / frame_stride
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One video or a batch of videos (the one rule, used by TeViTImageProcessor and the pipeline)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_array(value: Any) -> bool:
+    # numpy arrays and torch tensors, told by their shape so that this module needs no torch.
+    return isinstance(getattr(value, "shape", None), tuple | list) or type(value).__name__ == "Tensor"
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike)
+
+
+def is_image_path(value: Any) -> bool:
+    """A path whose suffix is an image extension (`IMAGE_EXTENSIONS`): one frame, not a video."""
+    return _is_path(value) and Path(value).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_frame(value: Any) -> bool:
+    """One frame: a PIL image, a 2-D/3-D array or tensor, or an image file path."""
+    return isinstance(value, Image.Image) or (_is_array(value) and value.ndim in (2, 3)) or is_image_path(value)
+
+
+def is_video(value: Any) -> bool:
+    """One video: a video file / frame folder path, a 4-D array or tensor, or a list/tuple of frames (an empty one
+    counts, so that the error names its video)."""
+    if _is_path(value):
+        return not is_image_path(value)
+    if _is_array(value):
+        return value.ndim == 4
+    return isinstance(value, list | tuple) and all(is_frame(frame) for frame in value)
+
+
+def _describe(value: Any) -> str:
+    if _is_array(value):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of {len(value)} items"
+    return type(value).__name__
+
+
+def split_video_batch(inputs: Any) -> tuple[list[Any], bool]:
+    """Tell one video from a batch of videos: the one rule of `TeViTImageProcessor` and the pipeline.
+
+    - a 5-D array/tensor `(B, T, ...)` is a batch; a 4-D array/tensor `(T, H, W, C)` / `(T, C, H, W)` is one video;
+    - a single frame (PIL image, 2-D/3-D array or tensor, image file path) is a one-frame video;
+    - a path that is not an image file (a video file or a frame folder) is one video;
+    - a list/tuple of frames is ONE video: a list of image paths is the frames of one video, a list of `(H, W, C)`
+      arrays is one video;
+    - a list/tuple of videos is a BATCH: a list of video file paths, of 4-D arrays, or of lists of frames.
+    So a batch of one-frame videos is written `[[frame_a], [frame_b]]`, and a grayscale video given as one array
+    carries its channel axis, `(T, H, W, 1)` (`(T, H, W)` reads as one 3-channel frame). Lists that mix frames and
+    videos are rejected.
+
+    Returns:
+        `(videos, is_batch)`: the videos and whether the input was a batch.
+
+    Raises:
+        ValueError: empty input, or a list that is neither all frames nor all videos (the message names the item).
+        TypeError: anything else.
+    """
+    if _is_array(inputs) and inputs.ndim == 5:
+        return list(inputs), True
+    if is_frame(inputs):
+        return [[inputs]], False
+    if isinstance(inputs, list | tuple) and len(inputs) == 0:
+        raise ValueError(
+            "Empty input: expected a video (path, frames, 4-D array) or a list of videos; got an empty list."
+        )
+    if is_video(inputs):
+        return [list(inputs) if isinstance(inputs, tuple) else inputs], False
+    if isinstance(inputs, list | tuple):
+        for index, video in enumerate(inputs):
+            if not is_video(video):
+                raise ValueError(
+                    f"Cannot read the input as one video or a batch of videos: item {index} is a "
+                    f"{_describe(video)}. A video is a path to a video file or frame folder, a list of frames (PIL "
+                    "images, (H, W, C) arrays, image paths) or a (T, H, W, C) array; a batch is a list of videos. "
+                    "Lists that mix frames and videos are not accepted."
+                )
+        return list(inputs), True
+    raise TypeError(
+        f"Unsupported input {_describe(inputs)}: expected a video path, a list of frames, a (T, H, W, C) array or a "
+        "list of those."
+    )
 
 
 def natural_sort_key(name: str) -> list[int | str]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_processing_tevit import decode_mask_rle
+from .masks_tevit import decode_mask_rle
 from .video_io import write_video
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..image_processing_tevit import TeViTImageProcessor
-from ..ops_tevit import box_xyxy_to_cxcywh
+from ..masks_tevit import box_xyxy_to_cxcywh
 from .clip_sampling import (
     DEFAULT_CLIP_LENGTH,
     DEFAULT_MIN_SIZE,

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
-from ..image_processing_tevit import encode_masks_rle
+from ..masks_tevit import encode_masks_rle, rle_areas, rle_boxes_xywh
 from ..video_io import write_video
 
 
@@ -404,9 +403,8 @@ def _instance_annotation(visible_masks: np.ndarray) -> dict:
             bboxes.append(None)
             areas.append(None)
             continue
-        coco_rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-        bboxes.append([float(value) for value in mask_utils.toBbox(coco_rle)])
-        areas.append(int(mask_utils.area(coco_rle)))
+        bboxes.append([float(value) for value in rle_boxes_xywh([rle])[0]])
+        areas.append(int(rle_areas([rle])[0]))
     return {"segmentations": segmentations, "bboxes": bboxes, "areas": areas}
 
 

@@ -31,9 +31,8 @@ from typing import Any
 import datasets
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
-from ..image_processing_tevit import decode_mask_rle
+from ..masks_tevit import decode_mask_rle, to_coco_rle
 
 
 logger = logging.getLogger(__name__)
@@ -283,7 +282,7 @@ def decode_segmentation(
     if isinstance(segmentation, str):
         segmentation = json.loads(segmentation)
     if isinstance(segmentation, list):  # polygons
-        mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))).astype(bool)
+        mask = decode_mask_rle(to_coco_rle(segmentation, height, width))
     elif isinstance(segmentation, dict) and "size" in segmentation and "counts" in segmentation:
         mask = decode_mask_rle(segmentation)
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def label_to_category_mapping(model_id2label: Mapping[int, str], info: Any) -> dict[int, int]:
-    """Model label -> dataset category id: by category name when the names agree, else by sorted category id.
+    """Model label -> dataset category id by the project's one rule (`map_labels_to_categories`: by category name,
+    else by sorted category id when the counts agree, else an error).
 
-    `info` is the `VisDatasetInfo` of `tevit_hf.data.youtube_vis.load_youtube_vis` (labels 0..C-1 = sorted ids).
+    `info` is the `VisDatasetInfo` of `tevit_hf.data.youtube_vis.load_youtube_vis`.
     """
-    name_to_category = {name: info.label2category_id[label] for label, name in info.id2label.items()}
-    model_names = {int(label): str(name) for label, name in model_id2label.items()}
-    if set(model_names.values()) <= set(name_to_category):
-        return {label: name_to_category[name] for label, name in model_names.items()}
-    if len(model_names) != info.num_labels:
-        raise ValueError(
-            f"the model has {len(model_names)} labels {sorted(model_names.values())[:5]}... but the annotation file "
-            f"has {info.num_labels} categories {sorted(name_to_category)[:5]}...; they cannot be matched"
-        )
-    logger.warning(
-        "model label names do not match the annotation categories; mapping label i to the i-th smallest category id"
-    )
-    return dict(info.label2category_id)
+    from .inference import dataset_label_mapping
+
+    return dataset_label_mapping(model_id2label, info)
 
 
 def run_inference(
@@ -132,9 +123,9 @@ def run_inference(
 
     import tevit_hf  # noqa: F401  (registers TeViT with the Auto classes)
 
-    from ..data.youtube_vis import load_video_frames, load_youtube_vis
-    from ..image_processing_tevit import TeViTImageProcessor, to_youtube_vis_results
-    from ..tracking_tevit import TeViTNearOnlineTracker
+    from ..data.youtube_vis import load_youtube_vis
+    from ..image_processing_tevit import TeViTImageProcessor
+    from .inference import dataset_label_mapping, make_video_predictor, predict_dataset_video
 
     dataset, info = load_youtube_vis(annotation_file, frames_dir)
     if video_ids is not None:
@@ -146,41 +137,19 @@ def run_inference(
     else:
         logger.warning("%s has no preprocessor_config.json; using the default TeViTImageProcessor", model_dir)
         processor = TeViTImageProcessor()
-    label_to_category = label_to_category_mapping(model.config.id2label, info)
+    label_to_category = dataset_label_mapping(model.config.id2label, info)
+    predictor = make_video_predictor(
+        model,
+        processor,
+        near_online=near_online,
+        clip_length=clip_length,
+        stride=stride,
+        mask_threshold=mask_threshold,
+    )
 
     results: list[dict[str, Any]] = []
     for video in tqdm(dataset, desc="inference", unit="video", total=len(dataset)):
-        num_frames = len(video["file_names"])
-        if near_online:
-            tracker = TeViTNearOnlineTracker(
-                model, processor, clip_length=clip_length, stride=stride, mask_threshold=mask_threshold
-            )
-            instances = tracker.track(_iter_frames(video, load_video_frames), num_frames=num_frames)
-        else:
-            instances = _predict_offline(model, processor, load_video_frames(video, range(num_frames)), mask_threshold)
-        results.extend(to_youtube_vis_results(instances, video["video_id"], label_to_category))
+        results.extend(predict_dataset_video(predictor, video, label_to_category))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return results
-
-
-def _iter_frames(video: Mapping[str, Any], load_video_frames) -> Iterator[Any]:
-    # One frame at a time so that near-online memory stays bounded by the clip length.
-    for frame_index in range(len(video["file_names"])):
-        yield load_video_frames(video, [frame_index])[0]
-
-
-def _predict_offline(model: Any, processor: Any, frames: Any, mask_threshold: float) -> list[dict[str, Any]]:
-    """The whole video as one clip (spec 4.1); returns the post-processed instances with per-frame RLEs."""
-    import torch
-
-    inputs = processor(videos=[list(frames)], return_tensors="pt")
-    parameter = next(model.parameters())
-    with torch.inference_mode():
-        outputs = model(
-            pixel_values=inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
-            pixel_mask=inputs["pixel_mask"].to(parameter.device),
-        )
-    return processor.post_process_video_instance_segmentation(
-        outputs, target_sizes=inputs["original_sizes"], mask_threshold=mask_threshold, return_rle=True
-    )[0]

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
+
+from ..masks_tevit import rle_areas, to_coco_rle, video_mask_iou
 
 
 logger = logging.getLogger(__name__)
@@ -156,30 +157,10 @@ def _require_keys(entry: Any, keys: Iterable[str], where: str) -> None:
 
 def _to_rle(segmentation: Any, height: int, width: int, where: str) -> dict | None:
     """Convert one frame's segmentation (polygons, RLE or null) into a compressed RLE with bytes counts."""
-    # The official scorer treats any falsy segmentation (null, [] ) as "absent in this frame".
-    if segmentation is None or (isinstance(segmentation, list) and len(segmentation) == 0):
-        return None
-    if isinstance(segmentation, list):
-        try:
-            return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-        except Exception as error:  # pycocotools raises bare Exceptions/TypeErrors on malformed polygons
-            raise ValueError(f"{where}: invalid polygon segmentation ({error})") from error
-    if not isinstance(segmentation, Mapping):
-        raise ValueError(
-            f"{where}: a segmentation must be an RLE dict, a list of polygons or null, got {type(segmentation).__name__}"
-        )
-    _require_keys(segmentation, ("size", "counts"), where)
-    size = [int(value) for value in segmentation["size"]]
-    if size != [height, width]:
-        raise ValueError(f"{where}: RLE size {size} does not match the video size [height, width] = {[height, width]}")
-    counts = segmentation["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        return mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    if not isinstance(counts, bytes):
-        raise ValueError(f"{where}: RLE 'counts' must be a string or a list of ints, got {type(counts).__name__}")
-    return {"size": size, "counts": counts}
+    try:
+        return to_coco_rle(segmentation, height, width)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
 
 
 def _track_from_segmentations(
@@ -204,10 +185,7 @@ def _track_from_segmentations(
         _to_rle(segmentation, video.height, video.width, f"{where}.segmentations[{frame}]")
         for frame, segmentation in enumerate(segmentations)
     ]
-    visible = [frame for frame, rle in enumerate(rles) if rle is not None]
-    pixel_areas = np.zeros(video.length, dtype=np.float64)
-    if visible:
-        pixel_areas[visible] = mask_utils.area([rles[frame] for frame in visible])
+    pixel_areas = rle_areas(rles)
     if annotated_areas is not None:
         if not isinstance(annotated_areas, (list, tuple)) or len(annotated_areas) != video.length:
             got = len(annotated_areas) if isinstance(annotated_areas, (list, tuple)) else type(annotated_areas)
@@ -327,34 +305,14 @@ def compute_video_iou(predictions: Sequence[Track], ground_truths: Sequence[Trac
     Returns:
         (D, G) float64: sum_t |p_t ∩ g_t| / sum_t |p_t ∪ g_t|, 0 where the union is empty.
     """
-    num_predictions, num_ground_truths = len(predictions), len(ground_truths)
-    if num_predictions == 0 or num_ground_truths == 0:
-        return np.zeros((num_predictions, num_ground_truths), dtype=np.float64)
-    num_frames = len(predictions[0].rles)
-    prediction_areas = np.stack([track.pixel_areas for track in predictions])  # (D, T)
-    ground_truth_areas = np.stack([track.pixel_areas for track in ground_truths])  # (G, T)
-    prediction_visible = np.array([[rle is not None for rle in track.rles] for track in predictions])
-    ground_truth_visible = np.array([[rle is not None for rle in track.rles] for track in ground_truths])
-    intersections = np.zeros((num_predictions, num_ground_truths), dtype=np.float64)
-    all_crowd = [1] * num_ground_truths
-    for frame in range(num_frames):
-        prediction_rows = np.flatnonzero(prediction_visible[:, frame])
-        ground_truth_columns = np.flatnonzero(ground_truth_visible[:, frame])
-        if len(prediction_rows) == 0 or len(ground_truth_columns) == 0:
-            continue
-        # With iscrowd=1 pycocotools returns |p ∩ g| / |p|, so one C call gives every pairwise intersection.
-        intersection_over_prediction = np.asarray(
-            mask_utils.iou(
-                [predictions[row].rles[frame] for row in prediction_rows],
-                [ground_truths[column].rles[frame] for column in ground_truth_columns],
-                all_crowd[: len(ground_truth_columns)],
-            ),
-            dtype=np.float64,
-        ).reshape(len(prediction_rows), len(ground_truth_columns))
-        frame_intersections = np.rint(intersection_over_prediction * prediction_areas[prediction_rows, frame, None])
-        intersections[np.ix_(prediction_rows, ground_truth_columns)] += frame_intersections
-    unions = prediction_areas.sum(1)[:, None] + ground_truth_areas.sum(1)[None, :] - intersections
-    return np.divide(intersections, unions, out=np.zeros_like(intersections), where=unions > 0)
+    if not predictions or not ground_truths:
+        return np.zeros((len(predictions), len(ground_truths)), dtype=np.float64)
+    return video_mask_iou(
+        [track.rles for track in predictions],
+        [track.rles for track in ground_truths],
+        np.stack([track.pixel_areas for track in predictions]),
+        np.stack([track.pixel_areas for track in ground_truths]),
+    )
 
 
 @dataclass

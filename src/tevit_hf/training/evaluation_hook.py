@@ -17,10 +17,9 @@ from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.youtube_vis import load_video_frames
-from ..evaluation.evaluate_command import _predict_offline, label_to_category_mapping
+from ..evaluation.inference import dataset_label_mapping, make_video_predictor, predict_dataset_video
 from ..evaluation.youtube_vis_eval import evaluate_youtube_vis
-from ..image_processing_tevit import TeViTImageProcessor, to_youtube_vis_results
+from ..image_processing_tevit import TeViTImageProcessor
 from .data_setup import ValidationSet
 
 
@@ -39,9 +38,8 @@ def predict_video(
     mask_threshold: float,
 ) -> list[dict[str, Any]]:
     """YouTube-VIS result entries of one dataset row (the whole video as one clip)."""
-    frames = load_video_frames(video, range(len(video["file_names"])))
-    instances = _predict_offline(model, image_processor, frames, mask_threshold)
-    return to_youtube_vis_results(instances, int(video["video_id"]), label_to_category)
+    predictor = make_video_predictor(model, image_processor, mask_threshold=mask_threshold)
+    return predict_dataset_video(predictor, video, label_to_category)
 
 
 def evaluate_on_validation_set(
@@ -58,7 +56,7 @@ def evaluate_on_validation_set(
     """
     was_training = model.training
     model.eval()
-    label_to_category = label_to_category_mapping(model.config.id2label, validation_set.info)
+    label_to_category = dataset_label_mapping(model.config.id2label, validation_set.info)
     # The module-level `prepare_data_loader` shards the videos without registering the loader with the
     # accelerator (whose checkpoints would then depend on how often we evaluated).
     loader = prepare_data_loader(

@@ -21,6 +21,7 @@ from safetensors.torch import load_file as load_safetensors
 
 from ..configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from ..modeling_tevit import TeViTForVideoInstanceSegmentation
+from ..overrides import parse_overrides
 
 
 logger = logging.getLogger(__name__)
@@ -54,32 +55,9 @@ def _preset_config(name: str, config_kwargs: dict[str, Any]) -> TeViTConfig | No
 def parse_config_overrides(text: str | None) -> dict[str, Any]:
     """`"hidden_size=64,num_queries=20,backbone_depths=[1,1,1,1]"` (or a json object) -> dict of config fields.
 
-    Values are parsed as json (numbers, lists, booleans), anything else is kept as a string.
+    Values are parsed as json (numbers, lists, booleans), anything else is kept as a string (`overrides.parse_overrides`).
     """
-    if not text:
-        return {}
-    text = text.strip()
-    if text.startswith("{"):
-        return dict(json.loads(text))
-    overrides, depth, current = {}, 0, ""
-    parts = []
-    for character in text:  # split on commas outside brackets
-        depth += character in "[(" and 1 or (-1 if character in "])" else 0)
-        if character == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += character
-    parts.append(current)
-    for part in filter(None, (part.strip() for part in parts)):
-        if "=" not in part:
-            raise ValueError(f"--config_overrides: expected key=value, got {part!r}")
-        key, value = (side.strip() for side in part.split("=", 1))
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+    return parse_overrides(text, option="--config_overrides")
 
 
 def build_config(
