@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 from torch import nn
 from transformers.utils import TransformersKwargs, import_utils
 
-from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation, TeViTModel
+from tevit_hf import TeViTConfig, TeViTForVideoInstanceSegmentation, TeViTImageProcessor, TeViTModel
 from tevit_hf.configuration_tevit import TINY_CONFIG_KWARGS
 from tevit_hf.loss_tevit import TeViTSequenceHungarianMatcher
 from tevit_hf.modeling_tevit import TeViTOverlapPatchEmbeddings, TeViTPreTrainedModel
@@ -139,12 +140,25 @@ def test_unknown_keyword_arguments_raise(config, model_class):
         model(pixel_values(1), num_items_in_batch=torch.tensor(3), output_hidden_states=False)
 
 
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+def test_image_processor_outputs_are_accepted(config, model_class):
+    # `model(**processor(...))`: the sizes the processor returns for post-processing are known, not typos.
+    processor = TeViTImageProcessor(size={"longest_edge": SIZE, "shortest_edge": SIZE - 16})
+    video = np.random.default_rng(0).integers(0, 255, size=(FRAMES, 40, 64, 3), dtype=np.uint8)
+    inputs = processor(video, return_tensors="pt")
+    assert {"image_sizes", "original_sizes"} <= set(inputs)
+    with torch.no_grad():
+        outputs = model_class(config).eval()(**inputs)
+    assert outputs.image_sizes.tolist() == inputs["image_sizes"].tolist()
+
+
 def test_forward_signatures_take_only_transformers_kwargs():
     import inspect
 
     for model_class in MODEL_CLASSES:
         parameters = inspect.signature(model_class.forward).parameters
         assert not {"output_hidden_states", "output_attentions", "return_dict"} & set(parameters)
+        assert {"pixel_values", "pixel_mask", "image_sizes", "original_sizes"} <= set(parameters)
         assert parameters["kwargs"].kind is inspect.Parameter.VAR_KEYWORD
 
 

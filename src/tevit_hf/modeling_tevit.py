@@ -932,6 +932,8 @@ class TeViTModel(TeViTPreTrainedModel):
         self,
         pixel_values: torch.FloatTensor,
         pixel_mask: torch.LongTensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        original_sizes: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> TeViTModelOutput:
         r"""
@@ -939,6 +941,11 @@ class TeViTModel(TeViTPreTrainedModel):
             Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
             1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
+        original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
         """
         _check_forward_kwargs(self, kwargs)
         if pixel_values.ndim != 5:
@@ -1032,6 +1039,8 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         pixel_values: torch.FloatTensor,
         pixel_mask: torch.LongTensor | None = None,
         labels: list[dict[str, torch.Tensor]] | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        original_sizes: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> TeViTVideoInstanceSegmentationOutput:
         r"""
@@ -1048,6 +1057,11 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
               input resolution;
             - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
               in frame t (its matched query is background in the frames where it is not).
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
+        original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
 
         Example:
 
