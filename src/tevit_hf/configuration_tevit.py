@@ -19,8 +19,10 @@ from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
-from transformers.utils import auto_docstring
+from transformers.utils import auto_docstring, logging
 
+
+logger = logging.get_logger(__name__)
 
 YOUTUBE_VIS_2019_CLASSES = (
     "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey",
@@ -186,6 +188,13 @@ class TeViTConfig(PreTrainedConfig):
 
     The defaults build the official MsgShifT PVTv2-B1 YouTube-VIS-2019 model (161,832,616 parameters, 40 classes).
 
+    The standard Transformers names `num_hidden_layers` and `num_attention_heads` are aliases (`attribute_map`) of
+    `num_head_stages` and `head_num_attention_heads`: with `hidden_size` (the query width) they describe the one
+    uniform transformer of the model, the STQI cascade that produces `last_hidden_state`. The PVTv2 backbone is a
+    pyramid whose depth, width and heads differ per stage (`backbone_*` lists), so it has no single value for them.
+    `num_backbone_stages` is the number of `hidden_states` the model returns (one map per backbone stage), and the
+    output-capturing machinery resolves negative `output_hidden_states` indices against it.
+
     Example:
 
     ```python
@@ -196,6 +205,7 @@ class TeViTConfig(PreTrainedConfig):
     """
 
     model_type = "tevit"
+    attribute_map = {"num_hidden_layers": "num_head_stages", "num_attention_heads": "head_num_attention_heads"}
 
     num_channels: int = 3
     backbone_hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 320, 512)
@@ -259,6 +269,11 @@ class TeViTConfig(PreTrainedConfig):
     mask_threshold: float = 0.5
 
     def __post_init__(self, **kwargs):
+        # Aliases given to the constructor (`TeViTConfig(num_hidden_layers=3)`) set their field before the fields
+        # derived from it (`stage_loss_weights`) are filled in.
+        for alias, name in self.attribute_map.items():
+            if alias in kwargs:
+                setattr(self, name, kwargs.pop(alias))
         if self.id2label is None and kwargs.get("num_labels") is None:
             self.id2label = dict(enumerate(YOUTUBE_VIS_2019_CLASSES))
             self.label2id = {name: index for index, name in self.id2label.items()}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import is_scipy_available, logging, requires_backends
 
 from .configuration_tevit import TeViTConfig
 from .ops_tevit import (
@@ -22,11 +23,13 @@ from .ops_tevit import (
 )
 
 
-try:  # scipy is a hard dependency of the package; the guard keeps remote-code imports lazy and clear.
+# scipy is a dependency of the package; as in Transformers' own Hungarian matchers, the file still imports without it
+# (remote code, inference only: the model builds its criterion eagerly) and matching says clearly that it needs scipy.
+if is_scipy_available():
     from scipy.optimize import linear_sum_assignment
-except ImportError:  # pragma: no cover
-    linear_sum_assignment = None
 
+
+logger = logging.get_logger(__name__)
 
 # Stand-in for an infinite cost so `linear_sum_assignment` never sees NaN/inf.
 _LARGE_COST = 1e8
@@ -119,6 +122,7 @@ class TeViTSequenceHungarianMatcher(nn.Module):
         frame_weights = valid.to(cost.dtype)[:, None, :]
         cost = (cost * frame_weights).sum(0) / visible_frames.to(cost.dtype)
         cost = torch.nan_to_num(cost, nan=_LARGE_COST, posinf=_LARGE_COST, neginf=-_LARGE_COST)
+        requires_backends(self, ["scipy"])
         query_indices, instance_indices = linear_sum_assignment(cost.cpu().numpy())
         device = class_logits.device
         return (

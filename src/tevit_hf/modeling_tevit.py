@@ -31,7 +31,9 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, auto_docstring, can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_tevit import TeViTConfig
 from .loss_tevit import TeViTLoss
@@ -44,6 +46,8 @@ from .ops_tevit import (
     multi_level_roi_align,
 )
 
+
+logger = logging.get_logger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Outputs
@@ -72,6 +76,12 @@ class TeViTModelOutput(ModelOutput):
         `(batch_size * num_frames, C_i, H_i, W_i)`, returned with `output_hidden_states=True`.
     fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): the FPN maps, returned with
         `output_hidden_states=True`.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): returned with `output_hidden_states=True`, recorded by
+        the output-capturing hooks: the output of every backbone stage, `(batch_size * num_frames, C_i, H_i, W_i)`
+        (the same maps as `backbone_hidden_states`; no initial embedding entry).
+    attentions (`tuple(torch.FloatTensor)`, *optional*): returned with `output_attentions=True`, recorded by the
+        output-capturing hooks: per backbone layer, the spatial-reduction attention weights
+        `(batch_size * num_frames, num_heads_i, H_i * W_i [+ M], kv_length_i)` (patch then messenger-token queries).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -84,6 +94,8 @@ class TeViTModelOutput(ModelOutput):
     feature_maps: tuple[torch.FloatTensor, ...] | None = None
     backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     fpn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @auto_docstring(custom_intro="Output of [`TeViTForVideoInstanceSegmentation`].")
@@ -114,6 +126,9 @@ class TeViTVideoInstanceSegmentationOutput(ModelOutput):
     image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`): unpadded `(height, width)` of each clip.
     backbone_hidden_states (`tuple(torch.FloatTensor)`, *optional*): backbone stage outputs.
     fpn_hidden_states (`tuple(torch.FloatTensor)`, *optional*): FPN maps.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): per backbone stage output, see [`TeViTModelOutput`].
+    attentions (`tuple(torch.FloatTensor)`, *optional*): per backbone layer attention weights, see
+        [`TeViTModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -130,6 +145,8 @@ class TeViTVideoInstanceSegmentationOutput(ModelOutput):
     image_sizes: torch.LongTensor | None = None
     backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     fpn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -160,7 +177,8 @@ def eager_attention_forward(
 class TeViTAttention(nn.Module):
     """Multi-head attention with the parameters of `torch.nn.MultiheadAttention` (q/k/v split, bias, 1/sqrt(d)).
 
-    Runs through the Transformers attention-interface switch (`config._attn_implementation`: eager / sdpa).
+    Runs through the Transformers attention-interface switch (`config._attn_implementation`: eager / sdpa), except
+    that `output_attentions=True` always takes the eager path so that the returned weights are real.
     """
 
     def __init__(self, config: TeViTConfig, stage_index: int | None = None):
@@ -182,16 +200,22 @@ class TeViTAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
-    def attend(self, queries: torch.Tensor, keys_values: torch.Tensor) -> torch.Tensor:
-        """`queries` `(batch, L_q, C)`, `keys_values` `(batch, L_kv, C)` -> `(batch, L_q, C)`."""
+    def attend(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`queries` `(batch, L_q, C)`, `keys_values` `(batch, L_kv, C)` -> `(batch, L_q, C)` and the attention weights
+        `(batch, heads, L_q, L_kv)` (None unless computed by the eager path)."""
         batch_size, query_length, hidden_size = queries.shape
         query_states = self.q_proj(queries).view(batch_size, query_length, self.num_heads, -1).transpose(1, 2)
         key_states = self.k_proj(keys_values).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
         value_states = self.v_proj(keys_values).view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, _ = attention_interface(
+        attention_interface: Callable = eager_attention_forward
+        # Only the eager path computes the weights: recording them needs it whatever the configured implementation.
+        if not kwargs.get("output_attentions", False):
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+        attn_output, attn_weights = attention_interface(
             self,
             query_states,
             key_states,
@@ -201,11 +225,13 @@ class TeViTAttention(nn.Module):
             scaling=self.scaling,
             is_causal=False,
         )
-        return self.out_proj(attn_output.reshape(batch_size, query_length, hidden_size))
+        return self.out_proj(attn_output.reshape(batch_size, query_length, hidden_size)), attn_weights
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Self-attention: `(batch, length, C)` -> `(batch, length, C)`."""
-        return self.attend(hidden_states, hidden_states)
+    def forward(
+        self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention: `(batch, length, C)` -> `(batch, length, C)` and the attention weights."""
+        return self.attend(hidden_states, hidden_states, **kwargs)
 
 
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -289,9 +315,15 @@ class TeViTSpatialReductionAttention(TeViTAttention):
             self.layer_norm = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
 
     def forward(
-        self, hidden_states: torch.Tensor, messenger_tokens: torch.Tensor | None, height: int, width: int
-    ) -> torch.Tensor:
-        """`hidden_states` `(N, H*W, C)`, `messenger_tokens` `(N, M, C)` or None -> `(N, H*W [+ M], C)`."""
+        self,
+        hidden_states: torch.Tensor,
+        messenger_tokens: torch.Tensor | None,
+        height: int,
+        width: int,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden_states` `(N, H*W, C)`, `messenger_tokens` `(N, M, C)` or None -> `(N, H*W [+ M], C)` and the
+        attention weights `(N, heads, H*W [+ M], L_kv)` (None unless computed by the eager path)."""
         queries = hidden_states if messenger_tokens is None else torch.cat([hidden_states, messenger_tokens], dim=1)
         if self.sr_ratio > 1:
             num_frames, _, channels = hidden_states.shape
@@ -305,7 +337,7 @@ class TeViTSpatialReductionAttention(TeViTAttention):
             keys_values = self.layer_norm(keys_values)
         else:
             keys_values = hidden_states
-        return self.attend(queries, keys_values)
+        return self.attend(queries, keys_values, **kwargs)
 
 
 class TeViTMixFeedForward(nn.Module):
@@ -368,11 +400,14 @@ class TeViTBackboneLayer(nn.Module):
         height: int,
         width: int,
         num_frames: int,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`hidden_states` `(B*T, H*W, C)`, `messenger_tokens` `(B*T, M, C)` or None."""
         num_patches = hidden_states.shape[1]
         normed_messengers = None if messenger_tokens is None else self.layer_norm_1(messenger_tokens)
-        attention_output = self.attention(self.layer_norm_1(hidden_states), normed_messengers, height, width)
+        attention_output, _ = self.attention(
+            self.layer_norm_1(hidden_states), normed_messengers, height, width, **kwargs
+        )
         residual = hidden_states if messenger_tokens is None else torch.cat([hidden_states, messenger_tokens], dim=1)
         # One drop-path mask per frame covers its patch and messenger tokens together (official behaviour).
         residual = residual + self.drop_path(attention_output)
@@ -427,14 +462,20 @@ class TeViTBackboneStage(nn.Module):
         self.uses_messengers = uses_messengers
 
     def forward(
-        self, pixel_values: torch.Tensor, messenger_tokens: torch.Tensor | None, num_frames: int
+        self,
+        pixel_values: torch.Tensor,
+        messenger_tokens: torch.Tensor | None,
+        num_frames: int,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`pixel_values` `(B*T, C_in, H, W)` -> feature map `(B*T, C, H', W')` and messenger tokens `(B*T, M, C)`."""
         if not self.uses_messengers:
             messenger_tokens = None
         hidden_states, messenger_tokens, height, width = self.patch_embeddings(pixel_values, messenger_tokens)
         for layer in self.layers:
-            hidden_states, messenger_tokens = layer(hidden_states, messenger_tokens, height, width, num_frames)
+            hidden_states, messenger_tokens = layer(
+                hidden_states, messenger_tokens, height, width, num_frames, **kwargs
+            )
         hidden_states = self.layer_norm(hidden_states)
         if messenger_tokens is not None:
             messenger_tokens = self.layer_norm(messenger_tokens)
@@ -466,7 +507,9 @@ class TeViTMsgShiftBackbone(nn.Module):
             offset += depth
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, pixel_values: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, num_frames: int, **kwargs: Unpack[TransformersKwargs]
+    ) -> list[torch.Tensor]:
         """`pixel_values` `(B*T, 3, H, W)` clip-major -> 4 maps `(B*T, C_i, H/4..H/32, W/4..W/32)`."""
         messenger_tokens = None
         # CODEPATH: 0 messenger tokens = the "STQI only" variants without messenger shift.
@@ -475,7 +518,7 @@ class TeViTMsgShiftBackbone(nn.Module):
         feature_maps = []
         hidden_states = pixel_values
         for stage in self.stages:
-            hidden_states, messenger_tokens = stage(hidden_states, messenger_tokens, num_frames)
+            hidden_states, messenger_tokens = stage(hidden_states, messenger_tokens, num_frames, **kwargs)
             feature_maps.append(hidden_states)
         return feature_maps
 
@@ -588,12 +631,12 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
 
     def _query_interaction(self, queries: torch.Tensor, num_frames: int) -> torch.Tensor:
         """`(B*T, Q, D)`: spatial then temporal attention with shared weights -> `(B*T, Q, D)`."""
-        queries = self.self_attention_layer_norm(queries + self.dropout(self.self_attention(queries)))
+        queries = self.self_attention_layer_norm(queries + self.dropout(self.self_attention(queries)[0]))
         total_frames, num_queries, hidden_size = queries.shape
         batch_size = total_frames // num_frames
         temporal = queries.view(batch_size, num_frames, num_queries, hidden_size).transpose(1, 2)
         temporal = temporal.reshape(batch_size * num_queries, num_frames, hidden_size)
-        temporal = self.self_attention_layer_norm(temporal + self.dropout(self.self_attention(temporal)))
+        temporal = self.self_attention_layer_norm(temporal + self.dropout(self.self_attention(temporal)[0]))
         temporal = temporal.view(batch_size, num_queries, num_frames, hidden_size).transpose(1, 2)
         return temporal.reshape(total_frames, num_queries, hidden_size)
 
@@ -721,59 +764,97 @@ class TeViTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _supports_sdpa = True
     _no_split_modules = ["TeViTBackboneLayer", "TeViTSpatioTemporalQueryStage", "TeViTDynamicMaskHead"]
-
-    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
-        # `_init_weights` initialises container modules (a head stage, the FPN) as a whole, and only through
-        # `transformers.initialization`, which already skips loaded tensors. The custom-code shortcut would skip such
-        # containers because they hold no direct parameters, so it is turned off.
-        super()._initialize_weights(module, is_custom_code=False)
+    # `hidden_states`: the output map of every backbone stage (what the FPN reads; no initial-embedding entry), so
+    # negative `output_hidden_states` indices count backbone stages. `attentions`: the spatial-reduction attention
+    # weights of every backbone layer.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(
+            TeViTBackboneStage,
+            index=0,
+            capture_initial_hidden_state=False,
+            num_hidden_layers_key="num_backbone_stages",
+        ),
+        "attentions": OutputRecorder(TeViTSpatialReductionAttention, index=1),
+    }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Official initialisation: PVTv2 init in the backbone, Xavier in the FPN and heads (mmdet defaults).
+        """Official initialisation, one module at a time: PVTv2 init in the backbone, Xavier in the FPN and heads
+        (mmdet defaults), the class-prior bias on the class logits.
 
-        Leaves first get the generic init; the containers below then overwrite every parameter they own with the
-        official scheme (children are initialised before their parents).
+        The scheme of a leaf (`nn.Linear`, `nn.Conv2d`, ...) depends on the part of the model that owns it, found from
+        its ancestors; modules outside those parts get the generic Transformers init.
         """
-        super()._init_weights(module)
         if isinstance(module, TeViTMsgShiftBackbone):
             init.trunc_normal_(module.messenger_tokens, std=self.config.initializer_range)
-            for name, submodule in module.named_modules():
-                _init_backbone_module(name, submodule)
-        elif isinstance(module, TeViTFeaturePyramidNetwork):
-            for conv in module.modules():
-                if isinstance(conv, nn.Conv2d):
-                    init.xavier_uniform_(conv.weight)
-                    init.zeros_(conv.bias)
-        elif isinstance(module, TeViTModel):
-            proposal_boxes = torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand_as(module.proposal_boxes.weight)
-            init.copy_(module.proposal_boxes.weight, proposal_boxes)
-            init.normal_(module.proposal_features.weight, mean=0.0, std=1.0)
-        elif isinstance(module, (TeViTSpatioTemporalQueryStage, TeViTDynamicMaskHead)):
-            _init_head_module(module, self.config.class_prior_prob)
+            return
+        ancestors = self._ancestors(module)
+        parent = ancestors[-1] if ancestors else None
+        owner = next(
+            (
+                ancestor
+                for ancestor in reversed(ancestors)
+                if isinstance(
+                    ancestor,
+                    (
+                        TeViTMsgShiftBackbone,
+                        TeViTFeaturePyramidNetwork,
+                        TeViTSpatioTemporalQueryStage,
+                        TeViTDynamicMaskHead,
+                    ),
+                )
+            ),
+            None,
+        )
+        if isinstance(owner, TeViTMsgShiftBackbone):
+            _init_backbone_leaf(module, parent)
+        elif isinstance(owner, TeViTFeaturePyramidNetwork):
+            if isinstance(module, nn.Conv2d):
+                init.xavier_uniform_(module.weight)
+                init.zeros_(module.bias)
+        elif owner is not None:
+            _init_head_leaf(module, parent, owner, self.config.class_prior_prob)
+        elif isinstance(parent, TeViTModel) and module is parent.proposal_boxes:
+            proposal_boxes = torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand_as(module.weight)
+            init.copy_(module.weight, proposal_boxes)
+        elif isinstance(parent, TeViTModel) and module is parent.proposal_features:
+            init.normal_(module.weight, mean=0.0, std=1.0)
+        else:
+            super()._init_weights(module)
+
+    def _ancestors(self, module: nn.Module) -> list[nn.Module]:
+        """The modules from `self` down to the parent of `module` (empty when `module` is `self` or not inside it)."""
+        name = next((name for name, submodule in self.named_modules() if submodule is module), None)
+        if not name:
+            return []
+        ancestors: list[nn.Module] = [self]
+        for part in name.split(".")[:-1]:
+            ancestors.append(ancestors[-1].get_submodule(part))
+        return ancestors
 
 
-_ATTENTION_INPUT_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
+def _is_attention_input_projection(module: nn.Module, parent: nn.Module | None) -> bool:
+    return isinstance(parent, TeViTAttention) and any(
+        module is getattr(parent, name) for name in ("q_proj", "k_proj", "v_proj")
+    )
 
 
-def _init_fused_attention_projections(attention: TeViTAttention) -> None:
+def _init_fused_attention_input_projection(module: nn.Linear) -> None:
     """The official layers are `nn.MultiheadAttention`: Xavier over the fused `(3C, C)` in-projection, zero biases."""
-    hidden_size = attention.q_proj.weight.shape[1]
+    hidden_size = module.weight.shape[1]
     bound = math.sqrt(6.0 / (hidden_size + 3 * hidden_size))
-    for name in _ATTENTION_INPUT_PROJECTIONS:
-        init.uniform_(getattr(attention, name).weight, -bound, bound)
-        init.zeros_(getattr(attention, name).bias)
-    init.zeros_(attention.out_proj.bias)
+    init.uniform_(module.weight, -bound, bound)
+    init.zeros_(module.bias)
 
 
-def _init_backbone_module(name: str, module: nn.Module) -> None:
+def _init_backbone_leaf(module: nn.Module, parent: nn.Module | None) -> None:
     """mmdet `PyramidVisionTransformerV2.init_weights` (the state before ImageNet weights are loaded)."""
-    if isinstance(module, TeViTAttention):
-        _init_fused_attention_projections(module)
-        init.trunc_normal_(module.out_proj.weight, std=0.02)
-    elif isinstance(module, nn.Linear) and not name.endswith(_ATTENTION_INPUT_PROJECTIONS + ("out_proj",)):
-        init.trunc_normal_(module.weight, std=0.02)
-        init.zeros_(module.bias)
+    if isinstance(module, nn.Linear):
+        if _is_attention_input_projection(module, parent):
+            _init_fused_attention_input_projection(module)
+        else:  # attention output projection and MixFFN
+            init.trunc_normal_(module.weight, std=0.02)
+            init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
         init.ones_(module.weight)
         init.zeros_(module.bias)
@@ -783,30 +864,46 @@ def _init_backbone_module(name: str, module: nn.Module) -> None:
         init.zeros_(module.bias)
 
 
-def _init_head_module(module: nn.Module, class_prior_prob: float) -> None:
-    """mmdet `DIIHead`/`DynamicMaskHead.init_weights`: Xavier on every >1-D parameter, PyTorch defaults otherwise."""
-    for submodule in module.modules():
-        if isinstance(submodule, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and submodule.bias is not None:
-            fan_in = submodule.weight.shape[1] * math.prod(submodule.weight.shape[2:])
+def _init_head_leaf(module: nn.Module, parent: nn.Module | None, head: nn.Module, class_prior_prob: float) -> None:
+    """mmdet `DIIHead`/`DynamicMaskHead.init_weights`: Xavier on every >1-D parameter, PyTorch defaults otherwise;
+    `head` is the STQI stage or dynamic mask head that owns `module`."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if _is_attention_input_projection(module, parent):
+            _init_fused_attention_input_projection(module)
+            return
+        init.xavier_uniform_(module.weight)
+        if module.bias is None:
+            return
+        if isinstance(parent, TeViTAttention):  # output projection of `nn.MultiheadAttention`
+            init.zeros_(module.bias)
+        elif isinstance(head, TeViTSpatioTemporalQueryStage) and module is head.class_predictor:
+            init.constant_(module.bias, -math.log((1 - class_prior_prob) / class_prior_prob))
+        elif isinstance(head, TeViTDynamicMaskHead) and module is head.mask_predictor:
+            init.zeros_(module.bias)
+        else:  # PyTorch default bias init (bound 1/sqrt(fan_in))
+            fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
             bound = 1.0 / math.sqrt(fan_in)
-            init.uniform_(submodule.bias, -bound, bound)
-        elif isinstance(submodule, (nn.LayerNorm, nn.BatchNorm2d)):
-            init.ones_(submodule.weight)
-            init.zeros_(submodule.bias)
-        if isinstance(submodule, nn.BatchNorm2d):
-            init.zeros_(submodule.running_mean)
-            init.ones_(submodule.running_var)
-            init.zeros_(submodule.num_batches_tracked)
-    for name, parameter in module.named_parameters():
-        if parameter.dim() > 1 and not name.endswith(tuple(f"{p}.weight" for p in _ATTENTION_INPUT_PROJECTIONS)):
-            init.xavier_uniform_(parameter)
-    for submodule in module.modules():
-        if isinstance(submodule, TeViTAttention):
-            _init_fused_attention_projections(submodule)
-    if isinstance(module, TeViTSpatioTemporalQueryStage):
-        init.constant_(module.class_predictor.bias, -math.log((1 - class_prior_prob) / class_prior_prob))
-    elif isinstance(module, TeViTDynamicMaskHead):
-        init.zeros_(module.mask_predictor.bias)
+            init.uniform_(module.bias, -bound, bound)
+    elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+        if isinstance(module, nn.BatchNorm2d):
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+
+
+_ALLOWED_FORWARD_KWARGS = frozenset(TransformersKwargs.__optional_keys__ | TransformersKwargs.__required_keys__)
+
+
+def _check_forward_kwargs(model: nn.Module, kwargs: dict) -> None:
+    """`**kwargs` of the forwards are typed `TransformersKwargs`; anything else is a typo, not a silent no-op."""
+    unexpected = sorted(set(kwargs) - _ALLOWED_FORWARD_KWARGS)
+    if unexpected:
+        raise TypeError(
+            f"{type(model).__name__}.forward() got unexpected keyword argument(s) {', '.join(map(repr, unexpected))}; "
+            f"the accepted extra keyword arguments are those of `TransformersKwargs`: {sorted(_ALLOWED_FORWARD_KWARGS)}."
+        )
 
 
 @auto_docstring(
@@ -824,25 +921,33 @@ class TeViTModel(TeViTPreTrainedModel):
         )
         self.post_init()
 
+    def get_input_embeddings(self) -> TeViTOverlapPatchEmbeddings:
+        """The patch embedding of the first backbone stage (the module that reads the pixels)."""
+        return self.backbone.stages[0].patch_embeddings
+
     @auto_docstring
-    @can_return_tuple
-    # The "hidden states" are the multi-scale backbone/FPN maps, not per-layer records of one module class.
-    # trf-ignore: TRF045
+    # `last_hidden_state` holds the query features, not the last backbone map: keep the recorded maps as they are.
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.FloatTensor,
         pixel_mask: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
+        image_sizes: torch.LongTensor | None = None,
+        original_sizes: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TeViTModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
             Normalized clips (see [`TeViTImageProcessor`]); height and width should be multiples of 32.
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
             1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
-        output_hidden_states (`bool`, *optional*):
-            Also return the backbone and FPN maps.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
+        original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
         """
+        _check_forward_kwargs(self, kwargs)
         if pixel_values.ndim != 5:
             raise ValueError(
                 f"`pixel_values` must be (batch_size, num_frames, channels, height, width), got {tuple(pixel_values.shape)}."
@@ -850,14 +955,14 @@ class TeViTModel(TeViTPreTrainedModel):
         batch_size, num_frames, num_channels, height, width = pixel_values.shape
         if num_channels != self.config.num_channels:
             raise ValueError(f"Expected {self.config.num_channels} channels in `pixel_values`, got {num_channels}.")
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
+        output_hidden_states = kwargs.get("output_hidden_states", self.config.output_hidden_states)
+        # `output_hidden_states` may also select hidden states by index (0 included): only None/False mean "no".
+        output_hidden_states = output_hidden_states is not None and output_hidden_states is not False
         images = pixel_values.reshape(batch_size * num_frames, num_channels, height, width)
         # CODEPATH: the released numbers were produced with every frame as its own backbone clip (T=1) at inference
         # (`shift_messengers_at_inference=False`); the current official code shifts over the whole clip.
         backbone_frames = num_frames if (self.training or self.config.shift_messengers_at_inference) else 1
-        backbone_maps = self.backbone(images, backbone_frames)
+        backbone_maps = self.backbone(images, backbone_frames, **kwargs)
         feature_maps = self.neck(backbone_maps)
         # RoIAlign reads channels-last rows of the whole pyramid: flatten it once for all stages.
         flat_features = flatten_feature_pyramid(feature_maps)
@@ -938,14 +1043,14 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
 
     @auto_docstring
     @can_return_tuple
-    # trf-ignore: TRF045 -- the "hidden states" are the multi-scale backbone/FPN maps (see `TeViTModel.forward`).
     def forward(
         self,
         pixel_values: torch.FloatTensor,
         pixel_mask: torch.LongTensor | None = None,
         labels: list[dict[str, torch.Tensor]] | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
+        image_sizes: torch.LongTensor | None = None,
+        original_sizes: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TeViTVideoInstanceSegmentationOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
@@ -961,8 +1066,11 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
               input resolution;
             - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
               in frame t (its matched query is background in the frames where it is not).
-        output_hidden_states (`bool`, *optional*):
-            Also return the backbone and FPN maps.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
+        original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
 
         Example:
 
@@ -975,9 +1083,8 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
         torch.Size([1, 2, 10, 28, 28])
         ```
         """
-        outputs: TeViTModelOutput = self.model(
-            pixel_values, pixel_mask=pixel_mask, output_hidden_states=output_hidden_states, return_dict=True
-        )
+        _check_forward_kwargs(self, kwargs)
+        outputs: TeViTModelOutput = self.model(pixel_values, pixel_mask=pixel_mask, return_dict=True, **kwargs)
         feature_maps = list(outputs.feature_maps)
         flat_features = flatten_feature_pyramid(feature_maps)  # one copy shared by every mask prediction below
         batch_size, num_frames = pixel_values.shape[:2]
@@ -1026,6 +1133,8 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             image_sizes=outputs.image_sizes,
             backbone_hidden_states=outputs.backbone_hidden_states,
             fpn_hidden_states=outputs.fpn_hidden_states,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
             **selected,
         )
 
