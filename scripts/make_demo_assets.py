@@ -4,14 +4,14 @@
     python scripts/make_demo_assets.py --model-dir outputs/synthetic_model   # also bundle a trained demo model
     python scripts/make_demo_assets.py --model-dir outputs/synthetic_model --bfloat16 --num-frames 8
 
-The sample video comes from the synthetic generator with `tevit_hf.demo_command.DEMO_SAMPLE_SPEC` (a seed the demo
+The sample video comes from the synthetic generator with `tevit_hf.commands.demo.DEMO_SAMPLE_SPEC` (a seed the demo
 model's training data does not use). A model is bundled only if its files total less than 10 MB.
 """
 
 import argparse
 import sys
 
-from tevit_hf.demo_command import make_demo_assets
+from tevit_hf.commands.demo import make_demo_assets
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from conftest import make_clip_labels, tiny_config
 
 from tevit_hf import TeViTForVideoInstanceSegmentation
-from tevit_hf.benchmark import (
+from tevit_hf.commands.benchmark import (
     BenchmarkSettings,
     PeakMemory,
     apply_overrides,

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from hub_fixtures import moving_shapes, save_tiny_hub_folder, write_mp4
 
-import tevit_hf.demo_command as demo_command
+import tevit_hf.commands.demo as demo_command
 from tevit_hf.commands.cli import main
-from tevit_hf.demo_command import (
+from tevit_hf.commands.demo import (
     DEMO_SAMPLE_SPEC,
     bundled_sample_annotations,
     bundled_sample_video,
     evaluate_results,
     write_demo_sample,
 )
+from tevit_hf.commands.predict import results_to_youtube_vis
 from tevit_hf.evaluation import evaluate_youtube_vis
-from tevit_hf.predict_command import results_to_youtube_vis
 from tevit_hf.video_io import probe_video
 
 

@@ -21,9 +21,9 @@ from transformers import AutoImageProcessor, AutoModel, pipeline
 
 from tevit_hf import TeViTForVideoInstanceSegmentation, TeViTImageProcessor, VideoInstanceSegmentationPipeline
 from tevit_hf.commands.cli import main as cli_main
+from tevit_hf.commands.demo import bundled_demo_model_dir
 from tevit_hf.commands.push_to_hub import build_upload_folder
 from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
-from tevit_hf.demo_command import bundled_demo_model_dir
 from tevit_hf.model_loading import HUB_CODE_FILES
 
 
@@ -171,3 +171,41 @@ def test_hub_code_set_is_what_the_imports_need():
         HUB_CODE_FILES
     )
     assert np.all([name.endswith(".py") for name in HUB_CODE_FILES])
+
+
+def _folder_missing_a_tensor(root: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    folder = root / "missing"
+    tiny_model().save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    weights.pop(sorted(weights)[0])
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def _pickle_only_folder(root: Path) -> Path:
+    from safetensors.torch import load_file
+
+    folder = root / "pickle"
+    tiny_model().save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make_folder", "message"),
+    [(_folder_missing_a_tensor, "missing from the weights"), (_pickle_only_folder, "pickle weights")],
+)
+def test_evaluate_loads_through_the_strict_loader(tmp_path, make_folder, message):
+    from tevit_hf.commands.demo import bundled_sample_annotations
+    from tevit_hf.model_loading import ModelFolderError
+
+    folder = make_folder(tmp_path)
+    arguments = ["evaluate", "--model", str(folder), "--annotations", str(bundled_sample_annotations())]
+    with pytest.raises(ModelFolderError, match=message):
+        cli_main([*arguments, "--frames-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # refused before any inference or writing

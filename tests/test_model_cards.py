@@ -14,7 +14,7 @@ import pytest
 from hub_fixtures import moving_shapes, run_python_without_tevit_hf, save_tiny_hub_folder, write_mp4
 from huggingface_hub import ModelCard
 
-import tevit_hf.demo_command as demo_command
+import tevit_hf.commands.demo as demo_command
 from tevit_hf.commands.cli import COMMANDS
 from tevit_hf.commands.push_to_hub import build_argument_parser, save_hub_folder, validate_model_card
 from tevit_hf.model_loading import load_model_and_processor

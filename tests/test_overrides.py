@@ -2,7 +2,7 @@
 
 import pytest
 
-from tevit_hf.benchmark import BenchmarkSettings, apply_overrides
+from tevit_hf.commands.benchmark import BenchmarkSettings, apply_overrides
 from tevit_hf.overrides import parse_overrides
 from tevit_hf.training.model_setup import parse_config_overrides
 

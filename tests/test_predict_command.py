@@ -9,9 +9,9 @@ import pytest
 from hub_fixtures import CLASS_NAMES, moving_shapes, save_tiny_hub_folder, write_frame_folder, write_mp4
 
 from tevit_hf.commands.cli import main
+from tevit_hf.commands.predict import results_to_youtube_vis
 from tevit_hf.image_processing_tevit import decode_mask_rle
 from tevit_hf.model_loading import load_pipeline
-from tevit_hf.predict_command import results_to_youtube_vis
 from tevit_hf.video_io import probe_video
 
 
@@ -95,8 +95,8 @@ def test_missing_inputs_fail_clearly(model_dir, video_path, tmp_path):
 def test_summary_frames_are_the_frames_where_the_object_is_visible():
     """A track with a prediction in every frame but an empty mask in the first and last: "first"/"last" and the
     frame count of the summary are where the object is visible; results.json has null masks and boxes elsewhere."""
+    from tevit_hf.commands.predict import build_results_payload, format_summary_table
     from tevit_hf.masks_tevit import encode_masks_rle
-    from tevit_hf.predict_command import build_results_payload, format_summary_table
 
     masks = np.zeros((5, 8, 8), dtype=bool)
     masks[1:4, 2:5, 2:5] = True

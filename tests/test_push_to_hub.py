@@ -14,6 +14,7 @@ from hub_fixtures import save_tiny_hub_folder
 from safetensors.torch import load_file
 from torch import save as torch_save
 
+from tevit_hf.commands.demo import bundled_sample_annotations
 from tevit_hf.commands.push_to_hub import (
     HUB_CODE_FILES,
     UploadFolderError,
@@ -21,7 +22,6 @@ from tevit_hf.commands.push_to_hub import (
     main,
     validate_upload_folder,
 )
-from tevit_hf.demo_command import bundled_sample_annotations
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

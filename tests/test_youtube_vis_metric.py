@@ -809,7 +809,7 @@ def test_cli_runs_inference_and_scores_it(tmp_path, monkeypatch, near_online):
 def test_label_to_category_mapping_by_name_then_by_sorted_id():
     from types import SimpleNamespace
 
-    from tevit_hf.evaluation.evaluate_command import label_to_category_mapping
+    from tevit_hf.commands.evaluate import label_to_category_mapping
 
     info = SimpleNamespace(id2label={0: "cat", 1: "dog"}, label2category_id={0: 3, 1: 7}, num_labels=2)
     assert label_to_category_mapping({0: "dog", 1: "cat"}, info) == {0: 7, 1: 3}
@@ -821,8 +821,8 @@ def test_label_to_category_mapping_by_name_then_by_sorted_id():
 def test_demo_and_evaluate_map_labels_with_the_one_rule():
     from types import SimpleNamespace
 
-    from tevit_hf.demo_command import label_to_category_id
-    from tevit_hf.evaluation.evaluate_command import label_to_category_mapping
+    from tevit_hf.commands.demo import label_to_category_id
+    from tevit_hf.commands.evaluate import label_to_category_mapping
     from tevit_hf.image_processing_tevit import map_labels_to_categories
 
     categories = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]

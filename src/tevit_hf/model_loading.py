@@ -19,7 +19,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from . import modeling_tevit
+from . import image_processing_tevit, modeling_tevit
 from .image_processing_tevit import TeViTImageProcessor
 from .pipeline_tevit import VideoInstanceSegmentationPipeline
 
@@ -36,14 +36,16 @@ PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Transformers' rule, the `dtype` recorded in config.json (else the weights' dtype). A caller's `dtype=` always wins.
 DEFAULT_DTYPE = "auto"
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-# The Hub code set: modeling_tevit.py and every file it imports relatively (the pipeline's included). This is exactly
-# what `save_pretrained` copies next to the weights (transformers' `custom_object_save` follows relative imports), so
-# the list is derived from the imports, in this one place, and a new Hub module cannot be left out.
+# The Hub code set: the model's and the image processor's modules and every file they import relatively (the pipeline
+# included, see `TeViTForVideoInstanceSegmentation.save_pretrained`). This is exactly what `save_pretrained` of the
+# two copies next to the weights (transformers' `custom_object_save` follows relative imports), so the list is
+# derived from the imports, in this one place, and a new Hub module cannot be left out.
 HUB_CODE_FILES = tuple(
     sorted(
         {
-            Path(modeling_tevit.__file__).name,
-            *(Path(f).name for f in get_relative_import_files(modeling_tevit.__file__)),
+            Path(path).name
+            for module in (modeling_tevit, image_processing_tevit)
+            for path in (module.__file__, *get_relative_import_files(module.__file__))
         }
     )
 )

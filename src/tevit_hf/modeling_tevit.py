@@ -942,10 +942,10 @@ class TeViTModel(TeViTPreTrainedModel):
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
             1 for real pixels, 0 for bottom/right padding. Proposals are scaled to the unpadded size.
         image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
-            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            Output of [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
             not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
         original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
-            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
+            Output of [`TeViTImageProcessor`] for post-processing, where masks are pasted at these sizes; not read.
         """
         _check_forward_kwargs(self, kwargs)
         if pixel_values.ndim != 5:
@@ -1067,10 +1067,10 @@ class TeViTForVideoInstanceSegmentation(TeViTPreTrainedModel):
             - `valid` (`torch.BoolTensor` of shape `(num_frames, num_instances)`): whether instance k is visible
               in frame t (its matched query is background in the frames where it is not).
         image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
-            Returned by [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
+            Output of [`TeViTImageProcessor`] for post-processing and accepted so that `model(**inputs)` works;
             not read: the model derives the unpadded sizes from `pixel_mask` (and returns them as `image_sizes`).
         original_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
-            Returned by [`TeViTImageProcessor`] for post-processing (the sizes to paste masks into); not read.
+            Output of [`TeViTImageProcessor`] for post-processing, where masks are pasted at these sizes; not read.
 
         Example:
 

@@ -15,10 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("tevit_hf.commands.convert", "convert an official mmdet checkpoint to a HF folder"),
     "make-synthetic": ("tevit_hf.commands.make_synthetic", "write a synthetic YouTube-VIS-format dataset"),
-    "evaluate": ("tevit_hf.evaluation.evaluate_command", "run inference on a dataset and score YouTube-VIS AP"),
-    "predict": ("tevit_hf.predict_command", "segment and track the instances of a video file or frame folder"),
-    "demo": ("tevit_hf.demo_command", "segment the bundled sample video with the bundled demo model and score it"),
-    "benchmark": ("tevit_hf.benchmark", "measure inference and training speed"),
+    "evaluate": ("tevit_hf.commands.evaluate", "run inference on a dataset and score YouTube-VIS AP"),
+    "predict": ("tevit_hf.commands.predict", "segment and track the instances of a video file or frame folder"),
+    "demo": ("tevit_hf.commands.demo", "segment the bundled sample video with the bundled demo model and score it"),
+    "benchmark": ("tevit_hf.commands.benchmark", "measure inference and training speed"),
 }
 
 

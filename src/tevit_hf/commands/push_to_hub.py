@@ -131,8 +131,8 @@ def build_upload_folder(
 
 
 def _write_examples(model: Any, processor: Any, examples_dir: Path, example_video: str | os.PathLike | None) -> None:
-    from ..demo_command import bundled_sample_video
-    from ..predict_command import predict_video
+    from .demo import bundled_sample_video
+    from .predict import predict_video
 
     video = Path(example_video) if example_video is not None else bundled_sample_video()
     pipe = VideoInstanceSegmentationPipeline(model=model, image_processor=processor, device=model.device)

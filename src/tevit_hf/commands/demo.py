@@ -23,12 +23,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .predict_command import add_inference_arguments, format_summary_table, predict_video, results_to_youtube_vis
+from .predict import add_inference_arguments, format_summary_table, predict_video, results_to_youtube_vis
 
 
 logger = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 SAMPLE_DIRNAME = "demo_sample"
 SAMPLE_VIDEO_FILENAME = "video.mp4"
 SAMPLE_ANNOTATIONS_FILENAME = "annotations.json"
@@ -90,7 +90,7 @@ def write_demo_sample(output_dir: str | os.PathLike, **overrides: Any) -> tuple[
     Returns:
         `(video_path, annotations_path)` in `output_dir` (`video.mp4`, `annotations.json`).
     """
-    from .data.synthetic import VIDEOS_DIRNAME, generate_synthetic_vis_dataset, video_name
+    from ..data.synthetic import VIDEOS_DIRNAME, generate_synthetic_vis_dataset, video_name
 
     spec = {**DEMO_SAMPLE_SPEC, **overrides}
     output_dir = Path(output_dir)
@@ -104,7 +104,7 @@ def write_demo_sample(output_dir: str | os.PathLike, **overrides: Any) -> tuple[
         first_video_id = annotations["videos"][0]["id"]
         annotations["annotations"] = [a for a in annotations["annotations"] if a["video_id"] == first_video_id]
     annotations_path = output_dir / SAMPLE_ANNOTATIONS_FILENAME
-    from .file_utils import write_json_atomic
+    from ..file_utils import write_json_atomic
 
     write_json_atomic(annotations_path, annotations)
     return video_path, annotations_path
@@ -124,8 +124,8 @@ def bundle_demo_model(
     """
     import torch
 
-    from .file_utils import write_json_atomic
-    from .model_loading import CONFIG_FILENAME, HUB_CODE_FILES, load_model_and_processor
+    from ..file_utils import write_json_atomic
+    from ..model_loading import CONFIG_FILENAME, HUB_CODE_FILES, load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir, dtype=torch.float32)
     destination = Path(destination) if destination is not None else ASSETS_DIR / DEMO_MODEL_DIRNAME
@@ -144,7 +144,7 @@ def bundle_demo_model(
                 f"{model_dir} holds {total / 1e6:.1f} MB of model files; only models under "
                 f"{MAX_BUNDLED_MODEL_BYTES / 1e6:.0f} MB are bundled with the package."
             )
-        package_dir = Path(__file__).resolve().parent
+        package_dir = Path(__file__).resolve().parents[1]
         for name in HUB_CODE_FILES:
             (staging / name).unlink()
             (staging / name).symlink_to(os.path.relpath(package_dir / name, destination))
@@ -181,7 +181,7 @@ def make_demo_assets(
 
 def synthetic_num_classes(model_dir: str | os.PathLike) -> int:
     """Number of synthetic shape classes a model was trained on (its class names must be the generator's first ones)."""
-    from .data.synthetic import SHAPE_CLASSES
+    from ..data.synthetic import SHAPE_CLASSES
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     names = [str(config["id2label"][key]) for key in sorted(config["id2label"], key=int)]
@@ -196,14 +196,14 @@ def synthetic_num_classes(model_dir: str | os.PathLike) -> int:
 def label_to_category_id(id2label: Mapping[Any, str], categories: list[Mapping[str, Any]]) -> dict[int, int]:
     """Model label -> ground-truth category id: the project's one rule, `map_labels_to_categories` (by name, else
     by sorted category id when the counts agree, else an error), as `tevit-hf evaluate` uses."""
-    from .image_processing_tevit import map_labels_to_categories
+    from ..image_processing_tevit import map_labels_to_categories
 
     return map_labels_to_categories(id2label, categories)
 
 
 def evaluate_results(payload: Mapping[str, Any], annotations: str | os.PathLike) -> dict[str, Any]:
     """YouTube-VIS AP of a `results.json` document for a one-video ground-truth file."""
-    from .evaluation import evaluate_youtube_vis
+    from ..evaluation import evaluate_youtube_vis
 
     ground_truth = json.loads(Path(annotations).read_text(encoding="utf-8"))
     if len(ground_truth["videos"]) != 1:
@@ -233,9 +233,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluation import format_metrics_table
-    from .file_utils import write_json_atomic
-    from .model_loading import load_pipeline
+    from ..evaluation import format_metrics_table
+    from ..file_utils import write_json_atomic
+    from ..model_loading import load_pipeline
 
     model_dir = Path(args.model) if args.model else bundled_demo_model_dir()
     video = Path(args.video) if args.video else bundled_sample_video()

@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
-from .file_utils import write_text_atomic
-from .image_processing_tevit import TeViTImageProcessor
-from .inference_tevit import TeViTClipRunner
-from .modeling_tevit import TeViTForVideoInstanceSegmentation
-from .overrides import parse_overrides
-from .tracking_tevit import TeViTNearOnlineTracker
+from ..configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
+from ..file_utils import write_text_atomic
+from ..image_processing_tevit import TeViTImageProcessor
+from ..inference_tevit import TeViTClipRunner
+from ..model_loading import check_weights_match_config
+from ..modeling_tevit import TeViTForVideoInstanceSegmentation
+from ..overrides import parse_overrides
+from ..tracking_tevit import TeViTNearOnlineTracker
 
 
 logger = logging.getLogger(__name__)
@@ -215,8 +216,14 @@ def build_model(
     config = build_config(settings)
     device = settings.device if device is None else device
     if settings.model_path is not None:
+        # The strict checks of every command: safetensors only, and the (overridden) config must fit the weights.
+        check_weights_match_config(settings.model_path, config)
         model = TeViTForVideoInstanceSegmentation.from_pretrained(
-            settings.model_path, config=config, attn_implementation=settings.attn_implementation
+            settings.model_path,
+            config=config,
+            attn_implementation=settings.attn_implementation,
+            use_safetensors=True,
+            dtype=torch.float32,
         )
     else:
         with torch.device(device):

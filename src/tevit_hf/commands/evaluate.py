@@ -17,15 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..file_utils import write_json_atomic
-from ..tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE
-from .youtube_vis_eval import (
+from ..evaluation.youtube_vis_eval import (
     AREA_RANGE_PRESETS,
     YouTubeVISEvalParams,
     evaluate_youtube_vis,
     format_metrics_table,
     load_youtube_vis_ground_truth,
 )
+from ..file_utils import write_json_atomic
+from ..tracking_tevit import DEFAULT_CLIP_LENGTH, DEFAULT_STRIDE
 
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def label_to_category_mapping(model_id2label: Mapping[int, str], info: Any) -> d
 
     `info` is the `VisDatasetInfo` of `tevit_hf.data.youtube_vis.load_youtube_vis`.
     """
-    from .inference import dataset_label_mapping
+    from ..evaluation.inference import dataset_label_mapping
 
     return dataset_label_mapping(model_id2label, info)
 
@@ -119,24 +119,17 @@ def run_inference(
     """Run a saved TeViT model on the videos of a YouTube-VIS-format dataset; returns the results entries."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModel
-
-    import tevit_hf  # noqa: F401  (registers TeViT with the Auto classes)
 
     from ..data.youtube_vis import load_youtube_vis
-    from ..image_processing_tevit import TeViTImageProcessor
-    from .inference import dataset_label_mapping, make_video_predictor, predict_dataset_video
+    from ..evaluation.inference import dataset_label_mapping, make_video_predictor, predict_dataset_video
+    from ..model_loading import load_model_and_processor
 
+    # The one strict loader: safetensors only, and config and weights must agree (no randomly filled tensors).
+    model, processor = load_model_and_processor(model_dir, device=device)
     dataset, info = load_youtube_vis(annotation_file, frames_dir)
     if video_ids is not None:
         wanted = set(video_ids)
         dataset = dataset.select([index for index, video_id in enumerate(dataset["video_id"]) if video_id in wanted])
-    model = AutoModel.from_pretrained(model_dir).to(device).eval()
-    if Path(model_dir, "preprocessor_config.json").is_file():
-        processor = TeViTImageProcessor.from_pretrained(model_dir)
-    else:
-        logger.warning("%s has no preprocessor_config.json; using the default TeViTImageProcessor", model_dir)
-        processor = TeViTImageProcessor()
     label_to_category = dataset_label_mapping(model.config.id2label, info)
     predictor = make_video_predictor(
         model,

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .file_utils import write_json_atomic
-from .model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
-from .pipeline_tevit import resolve_clip_schedule
-from .tracking_tevit import DEFAULT_CLIP_LENGTH
-from .video_io import iter_video_frames, probe_video
-from .visualization import write_annotated_video
+from ..file_utils import write_json_atomic
+from ..model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
+from ..pipeline_tevit import resolve_clip_schedule
+from ..tracking_tevit import DEFAULT_CLIP_LENGTH
+from ..video_io import iter_video_frames, probe_video
+from ..visualization import write_annotated_video
 
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .model_loading import load_pipeline
+    from ..model_loading import load_pipeline
 
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     prediction = predict_video(
