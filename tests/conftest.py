@@ -16,6 +16,23 @@ def tiny_config(**overrides) -> TeViTConfig:
     return TeViTConfig(**values)
 
 
+def tiny_train_arguments(dataset, output_dir, *extra: str) -> list[str]:
+    """`scripts/train.py` arguments for a tiny model on a small synthetic dataset (96x64 frames, clips of 3)."""
+    return [
+        "--model_name_or_path", "tiny",
+        "--train_annotations", str(dataset / "annotations.json"),
+        "--output_dir", str(output_dir),
+        "--clip_length", "3",
+        "--train_scales", "96x64",
+        "--test_size", "96x64",
+        "--per_device_train_batch_size", "2",
+        "--num_workers", "0",
+        "--num_threads", "1",
+        "--learning_rate", "1e-3",
+        *extra,
+    ]  # fmt: skip
+
+
 def make_clip_labels(num_frames: int, height: int, width: int, absent: list[tuple[int, int]] = ()) -> dict:
     """Two rectangles (classes 0 and 2) in every frame; `absent` lists (frame, instance) pairs to hide."""
     boxes_xyxy = torch.tensor([[10.0, 8.0, 40.0, 40.0], [44.0, 20.0, 90.0, 60.0]])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, tiny_train_arguments
 from hub_fixtures import moving_shapes, run_python_without_tevit_hf, tiny_model, tiny_processor, write_mp4
 from original_checkpoint_fixture import make_original_state_dict
 from transformers import AutoImageProcessor, AutoModel, pipeline
@@ -36,18 +36,7 @@ def _train_output(root: Path) -> Path:
     dataset = root / "data"
     generate_synthetic_vis_dataset(dataset, num_videos=2, num_frames=4, height=64, width=96, num_classes=3, mp4="none")
     output_dir = root / "run"
-    arguments = [
-        "--model_name_or_path", "tiny",
-        "--train_annotations", str(dataset / "annotations.json"),
-        "--output_dir", str(output_dir),
-        "--clip_length", "3",
-        "--train_scales", "96x64",
-        "--test_size", "96x64",
-        "--per_device_train_batch_size", "2",
-        "--num_workers", "0",
-        "--num_threads", "1",
-        "--max_train_steps", "2",
-    ]  # fmt: skip
+    arguments = tiny_train_arguments(dataset, output_dir, "--max_train_steps", "2")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), *arguments],

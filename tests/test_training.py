@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, tiny_train_arguments
 
 from tevit_hf import TeViTForVideoInstanceSegmentation
 from tevit_hf.data import generate_synthetic_vis_dataset
@@ -53,21 +53,7 @@ def two_video_dataset(tmp_path_factory) -> Path:
 
 
 def _tiny_run_arguments(dataset: Path, output_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--model_name_or_path", "tiny",
-        "--train_annotations", str(dataset / "annotations.json"),
-        "--output_dir", str(output_dir),
-        "--clip_length", "3",
-        "--train_scales", "96x64",
-        "--test_size", "96x64",
-        "--per_device_train_batch_size", "2",
-        "--num_workers", "0",
-        "--num_threads", "1",
-        "--logging_steps", "1",
-        "--learning_rate", "1e-3",
-        "--debug_rank_report",
-        *extra,
-    ]  # fmt: skip
+    return tiny_train_arguments(dataset, output_dir, "--logging_steps", "1", "--debug_rank_report", *extra)
 
 
 def _run_script(arguments: list[str], launcher: list[str] | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -14,8 +14,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import torch
 
 from .configuration_tevit import YOUTUBE_VIS_2019_CLASSES, TeViTConfig
+from .file_utils import staged_directory
 
 
 logger = logging.getLogger(__name__)
@@ -481,19 +480,6 @@ def verify_model(model: torch.nn.Module, config: TeViTConfig, seed: int = 0) -> 
     logger.info("Verification passed: finite outputs on a random %s clip.", tuple(shape))
 
 
-def _atomic_replace_dir(source: Path, destination: Path, overwrite: bool) -> None:
-    if destination.exists():
-        if any(destination.iterdir()) and not overwrite:
-            shutil.rmtree(source)
-            raise FileExistsError(f"{destination} exists and is not empty; pass --overwrite to replace it.")
-        backup = destination.with_name(f".{destination.name}.old-{os.getpid()}")
-        os.replace(destination, backup)
-        os.replace(source, destination)
-        shutil.rmtree(backup)
-    else:
-        os.replace(source, destination)
-
-
 def convert_checkpoint(
     checkpoint_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -509,10 +495,11 @@ def convert_checkpoint(
     and renamed into place, so a crash never leaves a half-written `output_dir`. `config_flags` go to
     `infer_config_from_state_dict`. Returns the output folder.
     """
+    from .image_processing_tevit import TeViTImageProcessor
     from .modeling_tevit import TeViTForVideoInstanceSegmentation
 
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    if output_dir.exists() and not overwrite and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it.")
     original = load_original_state_dict(checkpoint_path)
     logger.info("Loaded %d tensors from %s.", len(original), checkpoint_path)
@@ -525,23 +512,9 @@ def convert_checkpoint(
     if verify:
         verify_model(model, config)
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the final folder should look like a mkdir one
-    try:
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         model.save_pretrained(staging)
-        try:
-            from .image_processing_tevit import TeViTImageProcessor
-        except ImportError:
-            logger.warning("tevit_hf.image_processing_tevit is unavailable; saving no image processor.")
-        else:
-            TeViTImageProcessor().save_pretrained(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _atomic_replace_dir(staging, output_dir, overwrite)
+        TeViTImageProcessor().save_pretrained(staging)
     logger.info("Saved the converted model to %s.", output_dir)
     return output_dir
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .predict import add_inference_arguments, format_summary_table, predict_video, results_to_youtube_vis
+from .predict import add_inference_arguments, results_to_youtube_vis, run_inference_arguments
 
 
 logger = logging.getLogger(__name__)
@@ -124,14 +124,12 @@ def bundle_demo_model(
     """
     import torch
 
-    from ..file_utils import write_json_atomic
+    from ..file_utils import staged_directory, write_json_atomic
     from ..model_loading import CONFIG_FILENAME, HUB_CODE_FILES, load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir, dtype=torch.float32)
     destination = Path(destination) if destination is not None else ASSETS_DIR / DEMO_MODEL_DIRNAME
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
+    with staged_directory(destination, overwrite=True) as staging:
         if weights_dtype is not None:
             model.to(getattr(torch, weights_dtype))
         model.save_pretrained(staging)
@@ -148,12 +146,6 @@ def bundle_demo_model(
         for name in HUB_CODE_FILES:
             (staging / name).unlink()
             (staging / name).symlink_to(os.path.relpath(package_dir / name, destination))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Bundled %s (%.1f MB) into %s", model_dir, total / 1e6, destination)
     return destination
 
@@ -235,25 +227,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import format_metrics_table
     from ..file_utils import write_json_atomic
-    from ..model_loading import load_pipeline
 
     model_dir = Path(args.model) if args.model else bundled_demo_model_dir()
     video = Path(args.video) if args.video else bundled_sample_video()
     annotations = args.annotations or (None if args.video else bundled_sample_annotations())
-    pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
-    prediction = predict_video(
-        pipe,
-        video,
-        args.output_dir,
-        clip_length=args.clip_length,
-        stride=args.stride,
-        threshold=args.threshold,
-        mask_threshold=args.mask_threshold,
-        display_threshold=args.display_threshold,
-        overlay_formats=args.overlay_format or DEMO_OVERLAY_FORMATS,
-        model_name=str(model_dir),
-    )
-    print(format_summary_table(prediction.payload, prediction.inference_seconds))
+    prediction = run_inference_arguments(args, model_dir, video, default_overlay_formats=DEMO_OVERLAY_FORMATS)
     if annotations is not None:
         metrics = evaluate_results(prediction.payload, annotations)
         metrics_path = write_json_atomic(Path(args.output_dir) / METRICS_FILENAME, metrics)

@@ -94,26 +94,38 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
 
 
 def run(args: argparse.Namespace) -> int:
+    prediction = run_inference_arguments(args, args.model, args.video, default_overlay_formats=("mp4",))
+    print(f"\nresults: {prediction.results_path}")
+    for path in prediction.overlay_paths:
+        print(f"overlay: {path}")
+    return 0
+
+
+def run_inference_arguments(
+    args: argparse.Namespace,
+    model_dir: str | os.PathLike,
+    video: str | os.PathLike,
+    default_overlay_formats: Sequence[str],
+) -> Prediction:
+    """The flow `predict` and `demo` share: load the model strictly, segment `video` with the options of
+    `add_inference_arguments`, write results.json and the overlays, print the summary table."""
     from ..model_loading import load_pipeline
 
-    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
+    pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
     prediction = predict_video(
         pipe,
-        args.video,
+        video,
         args.output_dir,
         clip_length=args.clip_length,
         stride=args.stride,
         threshold=args.threshold,
         mask_threshold=args.mask_threshold,
         display_threshold=args.display_threshold,
-        overlay_formats=args.overlay_format or ["mp4"],
-        model_name=str(args.model),
+        overlay_formats=args.overlay_format or default_overlay_formats,
+        model_name=str(model_dir),
     )
     print(format_summary_table(prediction.payload, prediction.inference_seconds))
-    print(f"\nresults: {prediction.results_path}")
-    for path in prediction.overlay_paths:
-        print(f"overlay: {path}")
-    return 0
+    return prediction
 
 
 def predict_video(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..file_utils import staged_directory
 from ..model_loading import (
     CONFIG_FILENAME,
     HUB_CODE_FILES,
@@ -112,19 +113,11 @@ def build_upload_folder(
         raise FileExistsError(f"Upload folder {str(output_dir)!r} already exists (pass overwrite=True / --overwrite).")
     validate_model_card(card_path)
     model, processor = load_model_and_processor(model_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
         save_hub_folder(model, processor, staging)
         shutil.copyfile(card_path, staging / CARD_FILENAME)
         if with_examples:
             _write_examples(model, processor, staging / EXAMPLES_DIRNAME, example_video)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     files = list_upload_files(output_dir)
     logger.info("Built %s: %d files", output_dir, len(files))
     return UploadFolder(output_dir, files)
