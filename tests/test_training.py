@@ -283,6 +283,21 @@ def test_resume_after_sigkill_gives_identical_weights(two_video_dataset, tmp_pat
     assert all(torch.equal(straight_weights[key], resumed_weights[key]) for key in straight_weights)
 
 
+def test_evaluation_does_not_change_the_training(two_video_dataset, tmp_path):
+    # Evaluating every step (with the validation loader drawing its seed) must leave the trained weights untouched.
+    common = ["--max_train_steps", "3", "--skip_final_evaluation", "--per_device_train_batch_size", "3"]
+    validation = ["--val_annotations", str(two_video_dataset / "annotations.json"), "--eval_steps", "1"]
+    plain = _run_script(_tiny_run_arguments(two_video_dataset, tmp_path / "plain", *common))
+    evaluated = _run_script(_tiny_run_arguments(two_video_dataset, tmp_path / "evaluated", *common, *validation))
+    assert plain.returncode == 0, plain.stderr[-4000:]
+    assert evaluated.returncode == 0, evaluated.stderr[-4000:]
+    assert evaluated.stderr.count("validation AP") == 3  # it did evaluate, at every step
+    assert (
+        _rank_report(tmp_path / "plain", 0)["weights_sha256"]
+        == _rank_report(tmp_path / "evaluated", 0)["weights_sha256"]
+    )
+
+
 def test_requested_tracker_that_is_not_installed_is_an_error():
     from accelerate.tracking import get_available_trackers
 

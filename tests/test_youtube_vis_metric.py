@@ -706,7 +706,7 @@ def test_evaluate_load_of_module_folder_works_offline(tmp_path, monkeypatch):
 
 
 def test_cli_scores_a_results_file_and_writes_metrics_json(tmp_path, monkeypatch, capsys):
-    from tevit_hf import cli
+    from tevit_hf.commands import cli
 
     dataset, results = toy_case()
     annotations_path, results_path = tmp_path / "ann.json", tmp_path / "results.json"
@@ -734,7 +734,7 @@ def test_cli_scores_a_results_file_and_writes_metrics_json(tmp_path, monkeypatch
 
 
 def test_cli_scores_fifty_generated_videos_with_their_ground_truth_as_ap_one(tmp_path, monkeypatch):
-    from tevit_hf import cli
+    from tevit_hf.commands import cli
     from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
 
     annotations_path = generate_synthetic_vis_dataset(
@@ -774,7 +774,7 @@ def _tiny_saved_model(tmp_path: Path, categories: list[dict]) -> Path:
 
 @pytest.mark.parametrize("near_online", [False, True])
 def test_cli_runs_inference_and_scores_it(tmp_path, monkeypatch, near_online):
-    from tevit_hf import cli
+    from tevit_hf.commands import cli
     from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
 
     annotations_path = generate_synthetic_vis_dataset(

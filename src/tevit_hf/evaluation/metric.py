@@ -26,8 +26,8 @@ from typing import Any
 
 import datasets
 import evaluate
-from pycocotools import mask as mask_utils
 
+from ..masks_tevit import to_coco_rle
 from .youtube_vis_eval import (
     RESULT_KEYS,
     YouTubeVISEvalParams,
@@ -87,12 +87,11 @@ def _normalize_segmentation(segmentation: Any, where: str) -> dict | None:
     if not isinstance(segmentation, Mapping) or "counts" not in segmentation or "size" not in segmentation:
         raise ValueError(f"{where}: expected an RLE dict with 'size' and 'counts' or None, got {segmentation!r:.80}")
     height, width = (int(value) for value in segmentation["size"])
-    counts = segmentation["counts"]
-    if isinstance(counts, (list, tuple)):  # uncompressed RLE
-        counts = mask_utils.frPyObjects({"size": [height, width], "counts": list(counts)}, height, width)["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    return {"size": [height, width], "counts": counts}
+    try:
+        rle = to_coco_rle(segmentation, height, width)  # the one RLE reader: validates, compresses
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 def _normalize_video_predictions(entries: Sequence[Mapping], video_id: int, where: str) -> list[dict]:

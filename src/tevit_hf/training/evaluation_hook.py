@@ -54,26 +54,31 @@ def evaluate_on_validation_set(
     `model` is the unwrapped model; it is put in eval mode and restored to its previous mode afterwards. Every
     process must call this.
     """
-    was_training = model.training
-    model.eval()
-    label_to_category = dataset_label_mapping(model.config.id2label, validation_set.info)
-    # The module-level `prepare_data_loader` shards the videos without registering the loader with the
-    # accelerator (whose checkpoints would then depend on how often we evaluated).
-    loader = prepare_data_loader(
-        DataLoader(range(len(validation_set.videos)), batch_size=1, collate_fn=_collate_indices),
-        num_processes=accelerator.num_processes,
-        process_index=accelerator.process_index,
-        put_on_device=False,
-    )
-    per_video_results: list[list[dict[str, Any]]] = []
-    progress = tqdm(loader, desc="evaluation", unit="video", disable=not accelerator.is_local_main_process)
-    for indices in progress:
-        batch_results = [
-            predict_video(model, image_processor, validation_set.videos[index], label_to_category, mask_threshold)
-            for index in indices
-        ]
-        per_video_results.extend(accelerator.gather_for_metrics(batch_results, use_gather_object=True))
-    model.train(was_training)
+    # Evaluation must not consume the training's random numbers (the data loader draws a seed from the global
+    # generator): with forked generators, a run with evaluation trains exactly as one without, and resuming from a
+    # checkpoint taken at an evaluation step gives the uninterrupted run's weights.
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        was_training = model.training
+        model.eval()
+        label_to_category = dataset_label_mapping(model.config.id2label, validation_set.info)
+        # The module-level `prepare_data_loader` shards the videos without registering the loader with the
+        # accelerator (whose checkpoints would then depend on how often we evaluated).
+        loader = prepare_data_loader(
+            DataLoader(range(len(validation_set.videos)), batch_size=1, collate_fn=_collate_indices),
+            num_processes=accelerator.num_processes,
+            process_index=accelerator.process_index,
+            put_on_device=False,
+        )
+        per_video_results: list[list[dict[str, Any]]] = []
+        progress = tqdm(loader, desc="evaluation", unit="video", disable=not accelerator.is_local_main_process)
+        for indices in progress:
+            batch_results = [
+                predict_video(model, image_processor, validation_set.videos[index], label_to_category, mask_threshold)
+                for index in indices
+            ]
+            per_video_results.extend(accelerator.gather_for_metrics(batch_results, use_gather_object=True))
+        model.train(was_training)
 
     metrics: list[Any] = [None]
     if accelerator.is_main_process:
