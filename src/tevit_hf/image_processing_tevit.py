@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -327,6 +328,72 @@ def _resize_frame(frame: torch.Tensor, height: int, width: int, mode: str) -> to
     return resized
 
 
+@dataclass(frozen=True)
+class _PreprocessSettings:
+    """The pre-processing options of one `preprocess` call (its arguments, else the processor's attributes)."""
+
+    do_resize: bool
+    size: dict[str, int]
+    resample: PILImageResampling | int
+    do_rescale: bool
+    rescale_factor: float
+    do_normalize: bool
+    image_mean: list[float]
+    image_std: list[float]
+    do_pad: bool
+    pad_size_divisor: int
+    pad_size: Mapping[str, int] | None
+
+
+def _check_video_lengths(batch: Sequence[Any]) -> None:
+    """Every video has frames, and all have as many (batches are not padded along time)."""
+    lengths = [len(video) for video in batch]
+    for index, length in enumerate(lengths):
+        if length == 0:
+            raise ValueError(f"Video {index} has no frames.")
+        if length != lengths[0]:
+            raise ValueError(
+                f"All videos in a batch must have the same number of frames: video 0 has {lengths[0]} frames "
+                f"but video {index} has {length}. Process videos of different lengths in separate calls."
+            )
+
+
+def _rescale_and_normalize(pixels: torch.Tensor, settings: _PreprocessSettings) -> torch.Tensor:
+    """Step 3 of `preprocess`: `(T, 3, h, w)` float32 pixels times `rescale_factor`, then `(x - mean) / std`."""
+    if settings.do_rescale:
+        pixels = pixels * settings.rescale_factor
+    if settings.do_normalize:
+        mean = torch.tensor(settings.image_mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(settings.image_std, dtype=torch.float32)[:, None, None]
+        pixels = (pixels - mean) / std
+    return pixels
+
+
+def _pad_videos(
+    videos: Sequence[torch.Tensor], image_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 4 of `preprocess`: zero-pad `(T, 3, h, w)` videos bottom/right into `(B, T, 3, H_pad, W_pad)`
+    `pixel_values`, with the `(B, H_pad, W_pad)` int64 `pixel_mask` (1 on each video's `(h, w)`, 0 on padding).
+    """
+    padded_height, padded_width = padded_size
+    num_frames = videos[0].shape[0]
+    pixel_values = torch.zeros(len(videos), num_frames, 3, padded_height, padded_width, dtype=torch.float32)
+    pixel_mask = torch.zeros(len(videos), padded_height, padded_width, dtype=torch.int64)
+    for video_index, (video_pixels, (height, width)) in enumerate(zip(videos, image_sizes)):
+        pixel_values[video_index, :, :, :height, :width] = video_pixels
+        pixel_mask[video_index, :height, :width] = 1
+    return pixel_values, pixel_mask
+
+
+def _to_batch_feature(data: dict[str, torch.Tensor], return_tensors: str | TensorType | None) -> BatchFeature:
+    """Step 5 of `preprocess`: torch tensors for `return_tensors="pt"`, NumPy arrays for `"np"` or None."""
+    if return_tensors is None or TensorType(return_tensors) == TensorType.NUMPY:
+        return BatchFeature(data={key: value.numpy() for key, value in data.items()})
+    if TensorType(return_tensors) != TensorType.PYTORCH:
+        raise ValueError(f"`return_tensors` must be 'pt', 'np' or None, got {return_tensors!r}.")
+    return BatchFeature(data=data, tensor_type=TensorType.PYTORCH)
+
+
 def _as_size_pairs(sizes: Any, batch_size: int, name: str) -> list[tuple[int, int]]:
     if isinstance(sizes, torch.Tensor):
         sizes = sizes.detach().cpu().tolist()
@@ -348,6 +415,95 @@ def _get_output_field(outputs: Any, name: str) -> Any:
     if isinstance(outputs, Mapping):
         return outputs.get(name)
     return getattr(outputs, name, None)
+
+
+def _get_selected_outputs(outputs: Any) -> tuple[Any, Any, Any, Any]:
+    """Step 1 of post-processing: `(scores, labels, boxes, mask_logits)` of the outputs, with checked shapes."""
+    fields = {name: _get_output_field(outputs, name) for name in _REQUIRED_OUTPUT_FIELDS}
+    missing = [name for name, value in fields.items() if value is None]
+    if missing:
+        raise ValueError(f"The outputs lack {missing}; expected TeViT outputs with {list(_REQUIRED_OUTPUT_FIELDS)}.")
+    scores, labels = fields["selected_scores"], fields["selected_labels"]
+    boxes, mask_logits = fields["selected_boxes"], fields["selected_mask_logits"]
+    if boxes.ndim != 4 or mask_logits.ndim != 5 or scores.ndim != 2:
+        raise ValueError(
+            "Expected selected_scores (B, K), selected_boxes (B, T, K, 4), selected_mask_logits (B, T, K, M, M); "
+            f"got {tuple(scores.shape)}, {tuple(boxes.shape)}, {tuple(mask_logits.shape)}."
+        )
+    batch_size, num_frames, num_instances = boxes.shape[:3]
+    if tuple(mask_logits.shape[:3]) != (batch_size, num_frames, num_instances) or tuple(scores.shape) != (
+        batch_size,
+        num_instances,
+    ):
+        raise ValueError(
+            f"Inconsistent shapes: selected_scores {tuple(scores.shape)}, selected_boxes {tuple(boxes.shape)}, "
+            f"selected_mask_logits {tuple(mask_logits.shape)}."
+        )
+    return scores, labels, boxes, mask_logits
+
+
+def _resolve_target_sizes(outputs: Any, target_sizes: Any, image_sizes: Any) -> Any:
+    """The sizes to paste into: `target_sizes`, else `image_sizes`, else the outputs' `image_sizes`."""
+    if target_sizes is not None:
+        return target_sizes
+    target_sizes = image_sizes if image_sizes is not None else _get_output_field(outputs, "image_sizes")
+    if target_sizes is None:
+        raise ValueError(
+            "Pass `target_sizes` (e.g. inputs['original_sizes']) or `image_sizes` (inputs['image_sizes']): "
+            "the outputs do not say which size to paste the masks into."
+        )
+    return target_sizes
+
+
+def _select_instances(scores: torch.Tensor, threshold: float, top_k: int | None, device: torch.device) -> torch.Tensor:
+    """Step 2 of post-processing: slots of one video's `(K,)` scores, best first (stable for ties), that reach
+    `threshold`, at most `top_k` of them.
+    """
+    order = torch.sort(scores, descending=True, stable=True).indices.to(device)
+    order = order[scores.to(device)[order] >= threshold]
+    if top_k is not None:
+        order = order[:top_k]
+    return order
+
+
+def _boxes_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Step 3 of post-processing: normalised `(..., 4)` `(cx, cy, w, h)` boxes -> float32 xyxy in `height` x `width`
+    pixels.
+    """
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    return box_cxcywh_to_xyxy(boxes.detach().float()) * scale
+
+
+def _build_instances(
+    order: torch.Tensor,
+    instance_ids: Any,
+    labels: Any,
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    frame_valid: torch.Tensor,
+    pasted: list[Any],
+    return_rle: bool,
+) -> list[dict[str, Any]]:
+    """Step 5 of post-processing: the instance dicts of one video (see `post_process_video_instance_segmentation`).
+
+    `order` holds the kept slots; `instance_ids` (`(K,)` or None: the slot is the id), `labels` and `scores` are
+    indexed by slot, while `boxes` / `frame_valid` `(T, k, ...)` and `pasted` (masks or RLEs) are indexed by rank.
+    """
+    instances = []
+    for rank, slot in enumerate(order.tolist()):
+        instance = {
+            "id": int(instance_ids[slot]) if instance_ids is not None else slot,
+            "label": int(labels[slot]),
+            "score": float(scores[slot]),
+            "boxes": boxes[:, rank],
+            "frame_valid": frame_valid[:, rank],
+        }
+        instance["segmentations" if return_rle else "masks"] = pasted[rank]
+        instance["visible"] = (
+            torch.from_numpy(rle_areas(pasted[rank]) > 0) if return_rle else pasted[rank].flatten(1).any(1)
+        )
+        instances.append(instance)
+    return instances
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -510,85 +666,95 @@ class TeViTImageProcessor(BaseImageProcessor):
         `(height, width)`) and `original_sizes` `(B, 2)`. Raises `FileNotFoundError` for a missing frame path and
         `ValueError` for frames of different sizes inside one video, empty videos or unreadable frames.
         """
-        ignored = {key for key, value in kwargs.items() if value is not None}
-        ignored -= {"do_convert_rgb", "data_format"}  # always RGB, always channels-first
-        if ignored:
-            raise TypeError(f"TeViTImageProcessor.preprocess got unexpected arguments: {sorted(ignored)}.")
-        do_resize = self.do_resize if do_resize is None else do_resize
-        size = dict(self.size if size is None else size)
-        resample = self.resample if resample is None else resample
-        do_rescale = self.do_rescale if do_rescale is None else do_rescale
-        rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
-        do_normalize = self.do_normalize if do_normalize is None else do_normalize
-        image_mean = list(self.image_mean if image_mean is None else image_mean)
-        image_std = list(self.image_std if image_std is None else image_std)
-        do_pad = self.do_pad if do_pad is None else do_pad
-        pad_size_divisor = self.pad_size_divisor if pad_size_divisor is None else pad_size_divisor
-        pad_size = self.pad_size if pad_size is None else pad_size
-        self._validate_settings(size, resample, rescale_factor, image_mean, image_std, pad_size_divisor)
-        resize_mode = _TORCH_RESAMPLE_MODES[int(resample)]
+        settings = self._resolve_preprocess_settings(
+            kwargs,
+            do_resize=do_resize,
+            size=size,
+            resample=resample,
+            do_rescale=do_rescale,
+            rescale_factor=rescale_factor,
+            do_normalize=do_normalize,
+            image_mean=image_mean,
+            image_std=image_std,
+            do_pad=do_pad,
+            pad_size_divisor=pad_size_divisor,
+            pad_size=pad_size,
+        )
         channel_format = ChannelDimension(input_data_format) if input_data_format is not None else None
-
         batch = make_batched_videos(videos)
-        lengths = [len(video) for video in batch]
-        for index, length in enumerate(lengths):
-            if length == 0:
-                raise ValueError(f"Video {index} has no frames.")
-            if length != lengths[0]:
-                raise ValueError(
-                    f"All videos in a batch must have the same number of frames: video 0 has {lengths[0]} frames "
-                    f"but video {index} has {length}. Process videos of different lengths in separate calls."
-                )
+        _check_video_lengths(batch)
 
-        mean = torch.tensor(image_mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(image_std, dtype=torch.float32)[:, None, None]
         processed_videos, image_sizes, original_sizes = [], [], []
         for video_index, video in enumerate(batch):
-            frames, original_size = [], None
-            for frame_index, frame in enumerate(_video_frames(video, channel_format, video_index)):
-                frame_size = tuple(frame.shape[-2:])
-                if original_size is None:
-                    original_size = frame_size
-                    target_size = self.get_resized_size(*frame_size, size) if do_resize else frame_size
-                elif frame_size != original_size:
-                    raise ValueError(
-                        f"Video {video_index}: frame {frame_index} is {frame_size[0]}x{frame_size[1]} (HxW) but frame 0 "
-                        f"is {original_size[0]}x{original_size[1]}; all frames of a video must share one size."
-                    )
-                if do_rescale and frame.dtype != torch.uint8 and frame.numel() and float(frame.max()) <= 1.0:
-                    logger.warning_once(
-                        "The frames look already rescaled to [0, 1] while `do_rescale=True`; pass `do_rescale=False` "
-                        "if they are."
-                    )
-                pixels = _resize_frame(frame, *target_size, resize_mode)
-                if do_rescale:
-                    pixels = pixels * rescale_factor
-                if do_normalize:
-                    pixels = (pixels - mean) / std
-                frames.append(pixels)
-            processed_videos.append(torch.stack(frames))
-            image_sizes.append(target_size)
+            pixels, original_size = self._convert_and_resize_video(video, video_index, channel_format, settings)
+            processed_videos.append(_rescale_and_normalize(pixels, settings))
+            image_sizes.append(tuple(pixels.shape[-2:]))
             original_sizes.append(original_size)
 
-        padded_height, padded_width = self._padded_size(image_sizes, do_pad, pad_size_divisor, pad_size)
-        num_frames = lengths[0]
-        pixel_values = torch.zeros(len(batch), num_frames, 3, padded_height, padded_width, dtype=torch.float32)
-        pixel_mask = torch.zeros(len(batch), padded_height, padded_width, dtype=torch.int64)
-        for video_index, (video_pixels, (height, width)) in enumerate(zip(processed_videos, image_sizes)):
-            pixel_values[video_index, :, :, :height, :width] = video_pixels
-            pixel_mask[video_index, :height, :width] = 1
-
+        padded_size = self._padded_size(image_sizes, settings.do_pad, settings.pad_size_divisor, settings.pad_size)
+        pixel_values, pixel_mask = _pad_videos(processed_videos, image_sizes, padded_size)
         data = {
             "pixel_values": pixel_values,
             "pixel_mask": pixel_mask,
             "image_sizes": torch.tensor(image_sizes, dtype=torch.int64),
             "original_sizes": torch.tensor(original_sizes, dtype=torch.int64),
         }
-        if return_tensors is None or TensorType(return_tensors) == TensorType.NUMPY:
-            return BatchFeature(data={key: value.numpy() for key, value in data.items()})
-        if TensorType(return_tensors) != TensorType.PYTORCH:
-            raise ValueError(f"`return_tensors` must be 'pt', 'np' or None, got {return_tensors!r}.")
-        return BatchFeature(data=data, tensor_type=TensorType.PYTORCH)
+        return _to_batch_feature(data, return_tensors)
+
+    def _resolve_preprocess_settings(self, unused_kwargs: Mapping[str, Any], **arguments: Any) -> _PreprocessSettings:
+        """Step 1 of `preprocess`: the call's arguments over the processor's attributes, validated.
+
+        `unused_kwargs` are the extra keyword arguments `preprocess` received: any set one is refused, except the
+        transformers-wide `do_convert_rgb` / `data_format` (TeViT frames are always RGB, channels first).
+        """
+        ignored = {key for key, value in unused_kwargs.items() if value is not None}
+        ignored -= {"do_convert_rgb", "data_format"}  # always RGB, always channels-first
+        if ignored:
+            raise TypeError(f"TeViTImageProcessor.preprocess got unexpected arguments: {sorted(ignored)}.")
+        values = {name: getattr(self, name) if value is None else value for name, value in arguments.items()}
+        settings = _PreprocessSettings(
+            **{
+                **values,
+                "size": dict(values["size"]),
+                "image_mean": list(values["image_mean"]),
+                "image_std": list(values["image_std"]),
+            }
+        )
+        self._validate_settings(
+            settings.size,
+            settings.resample,
+            settings.rescale_factor,
+            settings.image_mean,
+            settings.image_std,
+            settings.pad_size_divisor,
+        )
+        return settings
+
+    def _convert_and_resize_video(
+        self, video: Any, video_index: int, channel_format: ChannelDimension | None, settings: _PreprocessSettings
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Step 2 of `preprocess`: one video's frames as a resized `(T, 3, h, w)` float32 tensor, and its original
+        `(height, width)`. Every frame must have the size of frame 0; all get the size `get_resized_size` gives it.
+        """
+        resize_mode = _TORCH_RESAMPLE_MODES[int(settings.resample)]
+        frames, original_size = [], None
+        for frame_index, frame in enumerate(_video_frames(video, channel_format, video_index)):
+            frame_size = tuple(frame.shape[-2:])
+            if original_size is None:
+                original_size = frame_size
+                target_size = self.get_resized_size(*frame_size, settings.size) if settings.do_resize else frame_size
+            elif frame_size != original_size:
+                raise ValueError(
+                    f"Video {video_index}: frame {frame_index} is {frame_size[0]}x{frame_size[1]} (HxW) but frame 0 "
+                    f"is {original_size[0]}x{original_size[1]}; all frames of a video must share one size."
+                )
+            if settings.do_rescale and frame.dtype != torch.uint8 and frame.numel() and float(frame.max()) <= 1.0:
+                logger.warning_once(
+                    "The frames look already rescaled to [0, 1] while `do_rescale=True`; pass `do_rescale=False` "
+                    "if they are."
+                )
+            frames.append(_resize_frame(frame, *target_size, resize_mode))
+        return torch.stack(frames), original_size
 
     @staticmethod
     def _padded_size(
@@ -662,51 +828,20 @@ class TeViTImageProcessor(BaseImageProcessor):
             raise ValueError(f"`mask_threshold` must be in [0, 1], got {mask_threshold}.")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
             raise ValueError(f"`top_k` must be a non-negative int or None, got {top_k!r}.")
-        fields = {name: _get_output_field(outputs, name) for name in _REQUIRED_OUTPUT_FIELDS}
-        missing = [name for name, value in fields.items() if value is None]
-        if missing:
-            raise ValueError(
-                f"The outputs lack {missing}; expected TeViT outputs with {list(_REQUIRED_OUTPUT_FIELDS)}."
-            )
-        scores, labels = fields["selected_scores"], fields["selected_labels"]
-        boxes, mask_logits = fields["selected_boxes"], fields["selected_mask_logits"]
-        if boxes.ndim != 4 or mask_logits.ndim != 5 or scores.ndim != 2:
-            raise ValueError(
-                "Expected selected_scores (B, K), selected_boxes (B, T, K, 4), selected_mask_logits (B, T, K, M, M); "
-                f"got {tuple(scores.shape)}, {tuple(boxes.shape)}, {tuple(mask_logits.shape)}."
-            )
+        scores, labels, boxes, mask_logits = _get_selected_outputs(outputs)
         batch_size, num_frames, num_instances = boxes.shape[:3]
-        if tuple(mask_logits.shape[:3]) != (batch_size, num_frames, num_instances) or tuple(scores.shape) != (
-            batch_size,
-            num_instances,
-        ):
-            raise ValueError(
-                f"Inconsistent shapes: selected_scores {tuple(scores.shape)}, selected_boxes {tuple(boxes.shape)}, "
-                f"selected_mask_logits {tuple(mask_logits.shape)}."
-            )
         frame_valid = self._frame_valid(
             _get_output_field(outputs, "frame_valid"), batch_size, num_frames, num_instances, boxes.device
         )
         instance_ids = _get_output_field(outputs, "instance_ids")
-        if target_sizes is None:
-            target_sizes = image_sizes if image_sizes is not None else _get_output_field(outputs, "image_sizes")
-            if target_sizes is None:
-                raise ValueError(
-                    "Pass `target_sizes` (e.g. inputs['original_sizes']) or `image_sizes` (inputs['image_sizes']): "
-                    "the outputs do not say which size to paste the masks into."
-                )
-        sizes = _as_size_pairs(target_sizes, batch_size, "target_sizes")
+        sizes = _as_size_pairs(_resolve_target_sizes(outputs, target_sizes, image_sizes), batch_size, "target_sizes")
 
         results = []
         for video_index in range(batch_size):
             video_scores = scores[video_index].detach().float()
-            order = torch.sort(video_scores, descending=True, stable=True).indices.to(boxes.device)
-            order = order[video_scores.to(boxes.device)[order] >= threshold]
-            if top_k is not None:
-                order = order[:top_k]
+            order = _select_instances(video_scores, threshold, top_k, boxes.device)
             height, width = sizes[video_index]
-            scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
-            kept_boxes = box_cxcywh_to_xyxy(boxes[video_index][:, order].detach().float()) * scale  # (T, k, 4)
+            kept_boxes = _boxes_to_pixels(boxes[video_index][:, order], height, width)  # (T, k, 4)
             kept_valid = (
                 frame_valid[video_index][:, order]
                 if frame_valid is not None
@@ -716,21 +851,12 @@ class TeViTImageProcessor(BaseImageProcessor):
                 mask_logits[video_index][:, order], kept_boxes, kept_valid, height, width, mask_threshold, return_rle
             )
             kept_boxes = kept_boxes.masked_fill(~kept_valid[..., None], float("nan"))
-            instances = []
-            for rank, slot in enumerate(order.tolist()):
-                instance = {
-                    "id": int(instance_ids[video_index][slot]) if instance_ids is not None else slot,
-                    "label": int(labels[video_index][slot]),
-                    "score": float(video_scores[slot]),
-                    "boxes": kept_boxes[:, rank],
-                    "frame_valid": kept_valid[:, rank],
-                }
-                instance["segmentations" if return_rle else "masks"] = pasted[rank]
-                instance["visible"] = (
-                    torch.from_numpy(rle_areas(pasted[rank]) > 0) if return_rle else pasted[rank].flatten(1).any(1)
+            ids = instance_ids[video_index] if instance_ids is not None else None
+            results.append(
+                _build_instances(
+                    order, ids, labels[video_index], video_scores, kept_boxes, kept_valid, pasted, return_rle
                 )
-                instances.append(instance)
-            results.append(instances)
+            )
         return results
 
     @staticmethod
@@ -759,7 +885,8 @@ class TeViTImageProcessor(BaseImageProcessor):
         mask_threshold: float,
         return_rle: bool,
     ) -> list[Any]:
-        """Paste `(T, k, M, M)` logits with `(T, k, 4)` pixel boxes into `height` x `width` frames.
+        """Step 4 of post-processing: paste `(T, k, M, M)` logits with `(T, k, 4)` pixel boxes into `height` x `width`
+        frames, binarised with `>= mask_threshold`.
 
         Returns per instance a `(T, H, W)` bool tensor, or a list of T RLE dicts when `return_rle`. Frames where
         `frame_valid` `(T, k)` is False stay empty. Work is chunked so at most `_PASTE_CHUNK_ELEMENTS` pixels are
