@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import sys
 
-from tevit_hf.data.youtube_vis import VisDataError
-from tevit_hf.training import TrainingArgumentError, TrainingDataError, parse_arguments, train
+from tevit_hf.errors import run_with_error_layer
+from tevit_hf.training import parse_arguments, train
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_arguments(argv)
-        train(args)
-    except (TrainingArgumentError, TrainingDataError, VisDataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    # Bad arguments, data or folders: one line and exit status 1 (argparse usage errors: 2); --debug for details.
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    arguments = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--debug"]
+
+    def run() -> int:
+        train(parse_arguments(arguments))
+        return 0
+
+    return run_with_error_layer("train.py", run, debug=debug)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -49,6 +51,20 @@ def make_clip_labels(num_frames: int, height: int, width: int, absent: list[tupl
     boxes = cxcywh[None].repeat(num_frames, 1, 1)
     boxes[~valid] = 0.0
     return {"class_labels": torch.tensor([0, 2]), "boxes": boxes, "masks": masks, "valid": valid}
+
+
+def assert_cli_error(capsys, argv: list[str], pattern: str) -> str:
+    """Run `tevit-hf argv`: exit status 1 and one `tevit-hf <command>: error: ...` line matching `pattern`, no
+    traceback. Returns the error line."""
+    from tevit_hf.commands.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"tevit-hf {argv[0]}: error: "), errors[0]
+    assert re.search(pattern, errors[0]), (pattern, errors[0])
+    return errors[0]
 
 
 @pytest.fixture

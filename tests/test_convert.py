@@ -10,6 +10,7 @@ import pytest
 import torch
 from original_checkpoint_fixture import count_parameters, make_original_state_dict, tiny_config
 
+import tevit_hf.convert_tevit_original_to_hf as convert_hf
 from tevit_hf.commands.convert import load_id2label
 from tevit_hf.configuration_tevit import YOUTUBE_VIS_2019_CLASSES, TeViTConfig
 from tevit_hf.convert_tevit_original_to_hf import (
@@ -369,5 +370,6 @@ def test_convert_cli_writes_a_folder_automodel_loads(tmp_path, tiny_original, mo
 
     # a second run refuses to overwrite a non-empty folder and leaves no staging folder behind
     with pytest.raises(FileExistsError):
-        main(args + ["--head-num-attention-heads", "4"])
+        convert_hf.convert_checkpoint(args[args.index("--checkpoint") + 1], args[args.index("--output-dir") + 1])
+    assert main(args + ["--head-num-attention-heads", "4"]) == 1
     assert not [path for path in tmp_path.iterdir() if ".tmp-" in path.name]

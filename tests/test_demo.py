@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_cli_error
 from hub_fixtures import moving_shapes, save_tiny_hub_folder, write_mp4
 
 import tevit_hf.commands.demo as demo_command
@@ -92,17 +93,17 @@ def test_demo_on_a_user_video(model_dir, tmp_path):
     assert not (output_dir / "metrics.json").exists(), "no ground truth for a user video"
 
 
-def test_demo_without_a_bundled_model_says_what_to_do(tmp_path, monkeypatch):
+def test_demo_without_a_bundled_model_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo_command, "ASSETS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match="--model DIR"):
-        main(["demo", "--output-dir", str(tmp_path / "out")])
+    assert_cli_error(capsys, ["demo", "--output-dir", str(tmp_path / "out")], "--model DIR")
 
 
-def test_ground_truth_for_another_video_is_rejected(model_dir, tmp_path):
+def test_ground_truth_for_another_video_is_rejected(model_dir, tmp_path, capsys):
     video = write_mp4(tmp_path / "mine.mp4", moving_shapes(5))
     argv = ["demo", "--video", str(video), "--model", str(model_dir), "--output-dir", str(tmp_path / "out")]
-    with pytest.raises(ValueError, match="do not describe the same video"):
-        main([*argv, "--annotations", str(bundled_sample_annotations())])
+    assert_cli_error(
+        capsys, [*argv, "--annotations", str(bundled_sample_annotations())], "do not describe the same video"
+    )
 
 
 def bundled_model_present() -> bool:

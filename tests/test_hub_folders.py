@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, tiny_train_arguments
+from conftest import assert_cli_error, tiny_config, tiny_train_arguments
 from hub_fixtures import moving_shapes, run_python_without_tevit_hf, tiny_model, tiny_processor, write_mp4
 from original_checkpoint_fixture import make_original_state_dict
 from transformers import AutoImageProcessor, AutoModel, pipeline
@@ -189,12 +189,12 @@ def _pickle_only_folder(root: Path) -> Path:
     ("make_folder", "message"),
     [(_folder_missing_a_tensor, "missing from the weights"), (_pickle_only_folder, "pickle weights")],
 )
-def test_evaluate_loads_through_the_strict_loader(tmp_path, make_folder, message):
+def test_evaluate_loads_through_the_strict_loader(tmp_path, make_folder, message, capsys):
     from tevit_hf.commands.demo import bundled_sample_annotations
-    from tevit_hf.model_loading import ModelFolderError
 
     folder = make_folder(tmp_path)
     arguments = ["evaluate", "--model", str(folder), "--annotations", str(bundled_sample_annotations())]
-    with pytest.raises(ModelFolderError, match=message):
-        cli_main([*arguments, "--frames-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+    assert_cli_error(
+        capsys, [*arguments, "--frames-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")], message
+    )
     assert not (tmp_path / "out").exists()  # refused before any inference or writing

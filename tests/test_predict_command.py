@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_cli_error
 from hub_fixtures import CLASS_NAMES, moving_shapes, save_tiny_hub_folder, write_frame_folder, write_mp4
 
 from tevit_hf.commands.cli import main
@@ -83,13 +84,19 @@ def test_results_convert_to_youtube_vis_entries(model_dir, video_path, tmp_path)
         results_to_youtube_vis(payload, video_id=7, label_to_category_id={})
 
 
-def test_missing_inputs_fail_clearly(model_dir, video_path, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.mp4"):
-        main(["predict", str(tmp_path / "missing.mp4"), "--model", str(model_dir), "--output-dir", str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        main(["predict", str(video_path), "--model", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)])
-    with pytest.raises(ValueError, match="stride"):
-        main(["predict", str(video_path), "--model", str(model_dir), "--clip-length", "3", "--stride", "4"])
+def test_missing_inputs_fail_clearly(model_dir, video_path, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert_cli_error(
+        capsys,
+        ["predict", str(tmp_path / "missing.mp4"), "--model", str(model_dir), "--output-dir", out],
+        "missing.mp4",
+    )
+    assert_cli_error(
+        capsys, ["predict", str(video_path), "--model", str(tmp_path / "nowhere"), "--output-dir", out], "nowhere"
+    )
+    arguments = ["predict", str(video_path), "--model", str(model_dir), "--clip-length", "3", "--stride", "4"]
+    assert_cli_error(capsys, [*arguments, "--output-dir", out], "stride")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_summary_frames_are_the_frames_where_the_object_is_visible():

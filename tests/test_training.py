@@ -190,10 +190,11 @@ def test_batch_larger_than_dataset_fails_before_training(tiny_dataset, tmp_path)
         train(parse_arguments(arguments))
 
 
-def test_script_reports_bad_arguments_with_exit_status_2(tmp_path):
+def test_script_reports_bad_arguments_in_one_line_with_exit_status_1(tmp_path):
     result = _run_script(["--output_dir", str(tmp_path), "--train_annotations", str(tmp_path / "missing.json")])
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "error: --train_annotations: annotation file" in result.stderr
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "train.py: error: --train_annotations: annotation file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import image_processing_tevit, modeling_tevit
+from .errors import TeViTError
 from .image_processing_tevit import TeViTImageProcessor
 from .pipeline_tevit import VideoInstanceSegmentationPipeline
 
@@ -53,7 +54,7 @@ HUB_CODE_FILES = tuple(
 _MAX_KEYS_IN_MESSAGE = 8
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(TeViTError, ValueError):
     """A model folder that cannot be loaded as it is (missing files, pickle-only weights, config/weights mismatch)."""
 
 

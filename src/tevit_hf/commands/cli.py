@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from ..errors import DEBUG_ENVIRONMENT_VARIABLE, run_with_error_layer
+
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("tevit_hf.commands.convert", "convert an official mmdet checkpoint to a HF folder"),
@@ -25,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tevit-hf", description="TeViT video instance segmentation tools.")
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ...)")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the traceback of an error (also: {DEBUG_ENVIRONMENT_VARIABLE}=1)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -47,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    program = f"tevit-hf {args.command}"
+    return run_with_error_layer(program, lambda: importlib.import_module(args._module).run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

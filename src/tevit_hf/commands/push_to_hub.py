@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import TeViTError, run_with_error_layer
 from ..file_utils import staged_directory
 from ..model_loading import (
     CONFIG_FILENAME,
@@ -66,7 +67,7 @@ FRESH_PROCESS_TIMEOUT_S = 600
 _CHECK_CLIP_SHAPE = (2, 48, 64, 3)
 
 
-class UploadFolderError(ValueError):
+class UploadFolderError(TeViTError, ValueError):
     """An upload folder that is incomplete or inconsistent (names every problem found)."""
 
 
@@ -360,14 +361,19 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", help="Hub token (default: the cached login / HF_TOKEN)")
     parser.add_argument("--commit-message", default="Upload TeViT model")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
-    """Entry point of `scripts/push_to_hub.py`; `api` replaces the Hub client (tests)."""
+    """Entry point of `scripts/push_to_hub.py`; `api` replaces the Hub client (tests). User errors: one line, exit 1."""
     args = build_argument_parser().parse_args(argv)
     if not args.dry_run and not args.repo_id:
         raise SystemExit("--repo-id is required unless --dry-run")
+    return run_with_error_layer("push_to_hub.py", lambda: _build_and_push(args, api), debug=args.debug)
+
+
+def _build_and_push(args: argparse.Namespace, api: Any) -> int:
     temporary = None
     if args.output_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="tevit-upload-")

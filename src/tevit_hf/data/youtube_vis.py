@@ -32,6 +32,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..errors import TeViTError
 from ..masks_tevit import decode_mask_rle, to_coco_rle
 
 
@@ -69,7 +70,7 @@ _REQUIRED_ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations", "
 _REQUIRED_CATEGORY_KEYS = ("id", "name")
 
 
-class VisDataError(ValueError):
+class VisDataError(TeViTError, ValueError):
     """Malformed VIS annotations or frames; the message names the file, video, annotation and field."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ..data.clip_sampling import SAMPLING_MODES
 from ..data.transforms import DEFAULT_TRAIN_SCALES, SCALE_MODES
+from ..errors import TeViTError
 from .optimization import OFFICIAL_MAX_STEPS, OFFICIAL_WARMUP_START_FACTOR, SCHEDULER_TYPES
 
 
@@ -22,7 +23,7 @@ DEFAULT_TEST_SIZE = (640, 360)
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 
 
-class TrainingArgumentError(ValueError):
+class TrainingArgumentError(TeViTError, ValueError):
     """Arguments that cannot work together; raised before anything is loaded."""
 
 

@@ -22,6 +22,7 @@ from ..data.clip_dataset import YouTubeVISClipDataset
 from ..data.collate import ClipCollator
 from ..data.synthetic import ANNOTATION_FILENAME, FRAMES_DIRNAME, SyntheticVisConfig, write_synthetic_vis_dataset
 from ..data.youtube_vis import DEFAULT_FRAMES_DIRNAME, VisDatasetInfo, load_youtube_vis
+from ..errors import TeViTError
 from ..image_processing_tevit import TeViTImageProcessor
 
 
@@ -33,7 +34,7 @@ SYNTHETIC_VAL_DIRNAME = "val"
 SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(TeViTError, ValueError):
     """Training data or data arguments that cannot work; raised before training starts."""
 
 
