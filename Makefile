@@ -15,7 +15,7 @@ test: install lint
 	$(PYTHON) -m pytest -q -x tests
 
 demo: install
-	tevit-hf demo --output-dir demo_output
+	tevit-hf demo --output-dir demo_output --overwrite
 
 # Learning check: a small TeViT from scratch on generated synthetic data, on the CPU, then the val AP (see README).
 train-synthetic: install

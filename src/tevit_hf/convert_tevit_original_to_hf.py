@@ -445,12 +445,21 @@ def load_original_state_dict(checkpoint_path: str | os.PathLike) -> dict[str, to
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol byte 0x80).
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise ValueError(f"{path} is not a PyTorch checkpoint (.pth): it is neither a torch.save zip nor a pickle.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path} cannot be loaded with torch.load(weights_only=True): {error}. Re-save only its state_dict "
             "(tensors), or allow the reported global with torch.serialization.add_safe_globals."
+        ) from error
+    except Exception as error:  # torch.load fails on non-checkpoints with assorted errors (e.g. IndexError on text)
+        raise ValueError(
+            f"{path} is not a PyTorch checkpoint (.pth) that torch.load can read ({type(error).__name__}: {error})."
         ) from error
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: expected a dict, got {type(checkpoint).__name__}.")

@@ -39,22 +39,29 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
 
 @contextlib.contextmanager
 def staged_directory(destination: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder in a temporary sibling (the yielded path) and move it to `destination` when the block ends
-    without error; on an error the staging folder is removed and `destination` is untouched.
+    """Build a folder in a temporary sibling (the yielded path) and move it to `destination` as one unit when the
+    block ends without error; on an error the staging folder is removed and `destination` is untouched. Two
+    concurrent writers never mix their files: each builds its own folder, and the move refuses (or, with
+    `overwrite`, replaces whole) what the other finished first. Staging folders left by killed runs are removed.
 
     Raises:
-        FileExistsError: `destination` exists and is not an empty folder, and `overwrite` is False (checked before
+        OutputExistsError: `destination` exists and is not an empty folder, and `overwrite` is False (checked before
             the block runs, so no work is wasted, and again before the move).
     """
+    from .errors import OutputExistsError
+
     destination = Path(destination)
 
     def refuse_existing() -> None:
         if destination.exists() and not overwrite and (not destination.is_dir() or any(destination.iterdir())):
-            raise FileExistsError(f"{destination} exists and is not empty; pass --overwrite to replace it.")
+            raise OutputExistsError(
+                f"{destination} already holds earlier work; pass --overwrite to replace it, or choose another folder."
+            )
 
     refuse_existing()
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    _remove_stale_staging(destination)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-{os.getpid()}-", dir=destination.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the final folder should look like a mkdir one
@@ -71,3 +78,21 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _remove_stale_staging(destination: Path) -> None:
+    """Remove staging folders of `destination` whose process no longer runs (a killed or crashed earlier run)."""
+    for path in destination.parent.glob(f".{destination.name}.tmp-*-*"):
+        pid_text = path.name[len(f".{destination.name}.tmp-") :].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

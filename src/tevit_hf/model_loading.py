@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import image_processing_tevit, modeling_tevit
-from .errors import TeViTError
+from .errors import DeviceUnavailableError, TeViTError
 from .image_processing_tevit import TeViTImageProcessor
 from .pipeline_tevit import VideoInstanceSegmentationPipeline
 
@@ -100,9 +100,14 @@ def check_weights_match_config(model_dir: str | os.PathLike, config: Any | None 
         expected = {name: tuple(t.shape) for name, t in AutoModel.from_config(config).state_dict().items()}
     found: dict[str, tuple[int, ...]] = {}
     for file in safetensors_files(model_dir):
-        with safe_open(file, framework="pt") as weights:
-            for name in weights.keys():
-                found[name] = tuple(weights.get_slice(name).get_shape())
+        try:
+            with safe_open(file, framework="pt") as weights:
+                for name in weights.keys():
+                    found[name] = tuple(weights.get_slice(name).get_shape())
+        except Exception as error:  # safetensors raises its own SafetensorError for truncated or corrupt files
+            raise ModelFolderError(
+                f"{file} is not a readable safetensors file ({error}); it may be truncated: save or download it again."
+            ) from error
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(name for name in set(expected) & set(found) if expected[name] != found[name])
@@ -128,6 +133,29 @@ def _first(items: list[str]) -> str:
     return ", ".join(items[:_MAX_KEYS_IN_MESSAGE]) + more
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device `device`, checked to exist on this machine (before any model is loaded).
+
+    Raises:
+        DeviceUnavailableError: an unknown device string, or a CUDA/MPS device this machine does not have.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeviceUnavailableError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1).") from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = resolved.index or 0
+        if index >= count:
+            raise DeviceUnavailableError(
+                f"--device {device!r}: this machine has {count} CUDA device(s); use --device cpu"
+                + (f" or an index below {count}." if count else ".")
+            )
+    elif resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceUnavailableError(f"--device {device!r}: MPS is not available here; use --device cpu.")
+    return resolved
+
+
 def load_model_and_processor(
     model_dir: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -146,6 +174,7 @@ def load_model_and_processor(
         ModelFolderError: no safetensors weights, or config and weights disagree.
     """
     model_dir = Path(model_dir)
+    device = check_device(device)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist.")
     if not (model_dir / CONFIG_FILENAME).is_file():
@@ -180,6 +209,7 @@ def load_pipeline(
 
 __all__ = [
     "DEFAULT_DTYPE",
+    "check_device",
     "DTYPE_CHOICES",
     "HUB_CODE_FILES",
     "ModelFolderError",

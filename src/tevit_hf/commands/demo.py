@@ -231,12 +231,19 @@ def run(args: argparse.Namespace) -> int:
     model_dir = Path(args.model) if args.model else bundled_demo_model_dir()
     video = Path(args.video) if args.video else bundled_sample_video()
     annotations = args.annotations or (None if args.video else bundled_sample_annotations())
-    prediction = run_inference_arguments(args, model_dir, video, default_overlay_formats=DEMO_OVERLAY_FORMATS)
-    if annotations is not None:
-        metrics = evaluate_results(prediction.payload, annotations)
-        metrics_path = write_json_atomic(Path(args.output_dir) / METRICS_FILENAME, metrics)
-        print(f"\nYouTube-VIS metrics against {annotations}:\n{format_metrics_table(metrics)}")
-        print(f"\nmetrics: {metrics_path}")
+    scored: dict[str, Any] = {}
+
+    def write_metrics(folder: Path, prediction: Any) -> None:
+        if annotations is not None:
+            scored["metrics"] = evaluate_results(prediction.payload, annotations)
+            write_json_atomic(folder / METRICS_FILENAME, scored["metrics"])
+
+    prediction = run_inference_arguments(
+        args, model_dir, video, default_overlay_formats=DEMO_OVERLAY_FORMATS, extra_outputs=write_metrics
+    )
+    if "metrics" in scored:
+        print(f"\nYouTube-VIS metrics against {annotations}:\n{format_metrics_table(scored['metrics'])}")
+        print(f"\nmetrics: {Path(args.output_dir) / METRICS_FILENAME}")
     print(f"results: {prediction.results_path}")
     for path in prediction.overlay_paths:
         print(f"overlay: {path}")

@@ -11,10 +11,11 @@ tracks); frames are streamed twice (inference, then the overlay) so memory stays
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..file_utils import write_json_atomic
+from ..file_utils import staged_directory, write_json_atomic
 from ..model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
 from ..pipeline_tevit import resolve_clip_schedule
 from ..tracking_tevit import DEFAULT_CLIP_LENGTH
@@ -62,7 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
     """Arguments shared by `predict` and `demo`."""
-    parser.add_argument("--output-dir", default=default_output_dir, help="where results.json and the overlay go")
+    parser.add_argument(
+        "--output-dir",
+        default=default_output_dir,
+        help=f"folder for results.json and the overlays, written as one unit (default: {default_output_dir})",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an --output-dir that holds earlier results (default: refuse)"
+    )
     parser.add_argument(
         "--clip-length",
         type=int,
@@ -106,23 +114,38 @@ def run_inference_arguments(
     model_dir: str | os.PathLike,
     video: str | os.PathLike,
     default_overlay_formats: Sequence[str],
+    extra_outputs: Callable[[Path, Prediction], None] | None = None,
 ) -> Prediction:
-    """The flow `predict` and `demo` share: load the model strictly, segment `video` with the options of
-    `add_inference_arguments`, write results.json and the overlays, print the summary table."""
-    from ..model_loading import load_pipeline
+    """The flow `predict` and `demo` share. Checks first (the video is readable, the device exists, the output
+    folder holds no earlier work unless `--overwrite`, it can be created), then loads the model strictly, segments
+    `video` with the options of `add_inference_arguments` and writes results.json, the overlays and
+    `extra_outputs(folder, prediction)` into a staging folder that becomes `--output-dir` as one unit. Prints the
+    summary table; the returned paths are in `--output-dir`."""
+    from ..model_loading import check_device, load_pipeline
 
-    pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
-    prediction = predict_video(
-        pipe,
-        video,
-        args.output_dir,
-        clip_length=args.clip_length,
-        stride=args.stride,
-        threshold=args.threshold,
-        mask_threshold=args.mask_threshold,
-        display_threshold=args.display_threshold,
-        overlay_formats=args.overlay_format or default_overlay_formats,
-        model_name=str(model_dir),
+    probe_video(video)
+    check_device(args.device)
+    output_dir = Path(args.output_dir)
+    with staged_directory(output_dir, overwrite=args.overwrite) as staging:
+        pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
+        prediction = predict_video(
+            pipe,
+            video,
+            staging,
+            clip_length=args.clip_length,
+            stride=args.stride,
+            threshold=args.threshold,
+            mask_threshold=args.mask_threshold,
+            display_threshold=args.display_threshold,
+            overlay_formats=args.overlay_format or default_overlay_formats,
+            model_name=str(model_dir),
+        )
+        if extra_outputs is not None:
+            extra_outputs(staging, prediction)
+    prediction = dataclasses.replace(
+        prediction,
+        results_path=output_dir / prediction.results_path.name,
+        overlay_paths=[output_dir / path.name for path in prediction.overlay_paths],
     )
     print(format_summary_table(prediction.payload, prediction.inference_seconds))
     return prediction

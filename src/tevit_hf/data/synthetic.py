@@ -114,6 +114,7 @@ class SyntheticVisConfig:
             "bad motion_mode_probs",
         )
         _require(0 <= self.jpeg_quality <= 100, f"jpeg_quality must be in [0, 100], got {self.jpeg_quality}")
+        _require(self.fps > 0, f"fps must be > 0, got {self.fps}")
 
     @property
     def category_names(self) -> tuple[str, ...]:

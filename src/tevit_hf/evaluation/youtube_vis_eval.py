@@ -199,8 +199,13 @@ def _track_from_segmentations(
 
 def _read_json(source: str | os.PathLike | Any) -> Any:
     if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"{os.fspath(source)} does not exist (or is not a file).")
         with open(source, encoding="utf-8") as handle:
-            return json.load(handle)
+            try:
+                return json.load(handle)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{os.fspath(source)} is not valid JSON: {error}") from error
     return source
 
 

@@ -1,0 +1,182 @@
+"""A bad-input corpus through the public command line: each mistake exits with status 1 and one line that names the
+culprit, without a traceback, and leaves no partial or mixed output; earlier work is never overwritten silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_cli_error, tiny_config
+from hub_fixtures import moving_shapes, save_tiny_hub_folder, write_mp4
+
+from tevit_hf.commands.cli import main
+from tevit_hf.commands.demo import bundled_sample_annotations
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_tiny_hub_folder(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_mp4(tmp_path_factory.mktemp("video") / "clip.mp4", moving_shapes(num_frames=4))
+
+
+def predict(video, model_dir, output_dir, *extra) -> list[str]:
+    return ["predict", str(video), "--model", str(model_dir), "--output-dir", str(output_dir), *extra]
+
+
+def test_missing_video(model_dir, tmp_path, capsys):
+    assert_cli_error(capsys, predict(tmp_path / "nope.mp4", model_dir, tmp_path / "out"), r"nope\.mp4")
+    assert not (tmp_path / "out").exists()
+
+
+def test_text_file_renamed_mp4(model_dir, tmp_path, capsys):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("this is not a video\n")
+    assert_cli_error(capsys, predict(fake, model_dir, tmp_path / "out"), r"fake\.mp4")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unavailable_device(model_dir, video, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert_cli_error(capsys, predict(video, model_dir, tmp_path / "out", "--device", "cuda"), r"CUDA device")
+    assert_cli_error(capsys, predict(video, model_dir, tmp_path / "out", "--device", "gpu0"), r"not a torch device")
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_weights_are_named(model_dir, video, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in model_dir.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    line = assert_cli_error(capsys, predict(video, broken, tmp_path / "out"), r"model\.safetensors .*truncated")
+    assert str(weights) in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_earlier_results_are_never_overwritten_silently(model_dir, video, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    assert main(predict(video, model_dir, output_dir)) == 0
+    before = {path.name: path.read_bytes() for path in output_dir.iterdir()}
+    assert_cli_error(capsys, predict(video, model_dir, output_dir, "--threshold", "0.5"), "--overwrite")
+    assert {path.name: path.read_bytes() for path in output_dir.iterdir()} == before
+    # With --overwrite the folder is replaced as one unit: the new results, and nothing of the old run's set left.
+    assert (
+        main(predict(video, model_dir, output_dir, "--threshold", "0.99", "--overlay-format", "gif", "--overwrite"))
+        == 0
+    )
+    assert sorted(path.name for path in output_dir.iterdir()) == ["overlay.gif", "results.json"]
+    assert json.loads((output_dir / "results.json").read_text())["threshold"] == 0.99
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]
+
+
+def test_two_concurrent_runs_into_one_folder_end_consistent(model_dir, video, tmp_path):
+    output_dir = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tevit_hf.commands.cli", *predict(video, model_dir, output_dir, "--threshold", t)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in ("0.1", "0.2")
+    ]
+    outcomes = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes in ([0, 1], [0, 0]), outcomes
+    if codes == [0, 1]:
+        refused = next(stderr for code, stderr in outcomes if code == 1)
+        assert "already holds earlier work" in refused and "Traceback" not in refused
+    assert sorted(path.name for path in output_dir.iterdir()) == ["overlay.mp4", "results.json"]
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]
+
+
+def test_stale_staging_folder_of_a_killed_run_is_cleaned_up(model_dir, video, tmp_path):
+    dead_pid = 2**22 + 12345  # above the default pid_max: no such process
+    stale = tmp_path / f".out.tmp-{dead_pid}-abc"
+    stale.mkdir()
+    (stale / "results.json").write_text("{}")
+    assert main(predict(video, model_dir, tmp_path / "out")) == 0
+    assert not stale.exists()
+
+
+def test_malformed_results_json_names_the_file(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text('[{"video_id": 1, "score": 0.5,')
+    arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--results", str(results)]
+    assert_cli_error(capsys, arguments, r"results\.json is not valid JSON")
+
+
+def test_evaluate_needs_frames_dir_with_a_model(model_dir, capsys):
+    arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--model", str(model_dir)]
+    assert_cli_error(capsys, arguments, r"--frames-dir")
+
+
+def test_convert_a_text_file(tmp_path, capsys):
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    arguments = ["convert", "--checkpoint", str(text), "--output-dir", str(tmp_path / "converted")]
+    assert_cli_error(capsys, arguments, r"notes\.pth is not a PyTorch checkpoint")
+    assert not (tmp_path / "converted").exists()
+
+
+def test_convert_refuses_earlier_work(tmp_path, capsys):
+    from original_checkpoint_fixture import make_original_state_dict
+
+    checkpoint = tmp_path / "official.pth"
+    torch.save({"state_dict": make_original_state_dict(tiny_config())}, checkpoint)
+    output_dir = tmp_path / "converted"
+    output_dir.mkdir()
+    (output_dir / "mine.txt").write_text("earlier work")
+    arguments = ["convert", "--checkpoint", str(checkpoint), "--output-dir", str(output_dir)]
+    assert_cli_error(capsys, arguments, "--overwrite")
+    assert sorted(path.name for path in output_dir.iterdir()) == ["mine.txt"]
+
+
+def test_make_synthetic_refuses_earlier_data_and_bad_settings(tmp_path, capsys):
+    data = tmp_path / "data"
+    arguments = [
+        "make-synthetic",
+        "--output-dir",
+        str(data),
+        "--num-videos",
+        "1",
+        "--num-frames",
+        "2",
+        "--mp4",
+        "none",
+    ]
+    assert main(arguments) == 0
+    annotations = (data / "annotations.json").read_bytes()
+    assert_cli_error(capsys, [*arguments, "--seed", "3"], "--overwrite")
+    assert (data / "annotations.json").read_bytes() == annotations
+    assert_cli_error(capsys, ["make-synthetic", "--output-dir", str(tmp_path / "other"), "--fps", "0"], "fps")
+    assert not (tmp_path / "other").exists()
+
+
+def test_debug_shows_the_traceback(model_dir, tmp_path):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tevit_hf.commands.cli",
+            "--debug",
+            *predict(tmp_path / "nope.mp4", model_dir, tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0 and "Traceback" in completed.stderr
