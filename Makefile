@@ -23,7 +23,7 @@ train-synthetic: install
 		--synthetic_num_val_videos 32 --synthetic_num_frames 8 --synthetic_height 96 --synthetic_width 128 \
 		--synthetic_num_classes 3 --synthetic_max_instances 3 --synthetic_class_colours --model_name_or_path tiny \
 		--clip_length 3 --train_scales 128x96 --scale_mode value --test_size 128x96 --per_device_train_batch_size 2 \
-		--num_workers 1 --num_threads 2 --logging_steps 100 --output_dir outputs/synthetic_model \
+		--num_workers 1 --num_threads 2 --logging_steps 100 --output_dir outputs/synthetic_model --overwrite_output_dir \
 		--config_overrides backbone_hidden_sizes=[16,32,64,128],backbone_num_attention_heads=[1,1,2,4],backbone_mlp_ratios=[4,4,4,4],hidden_size=64,head_ffn_dim=256,dynamic_conv_dim=16,mask_conv_dim=32,num_queries=8,num_head_stages=3,num_selected_instances=10,drop_path_rate=0.0,class_loss_weight=20.0 \
 		--learning_rate 1e-3 --backbone_lr_multiplier 1.0 --max_grad_norm 1.0 --max_train_steps 8400 --warmup_steps 100 \
 		--lr_drop_steps 7100 7900 --eval_steps 4200 --checkpointing_steps 2100

@@ -299,6 +299,26 @@ def test_evaluation_does_not_change_the_training(two_video_dataset, tmp_path):
     )
 
 
+def test_an_earlier_run_is_never_overwritten_silently(two_video_dataset, tmp_path):
+    output_dir = tmp_path / "run"
+    common = ["--skip_final_evaluation", "--checkpointing_steps", "1"]
+    first = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, "--max_train_steps", "2", *common))
+    assert first.returncode == 0, first.stderr[-4000:]
+    weights = (output_dir / "model.safetensors").read_bytes()
+
+    again = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, "--max_train_steps", "1", *common))
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert "holds an earlier run (model.safetensors" in again.stderr and "--overwrite_output_dir" in again.stderr
+    assert (output_dir / "model.safetensors").read_bytes() == weights
+
+    # Starting over on purpose: none of the earlier run's checkpoints survive beside the new ones.
+    arguments = _tiny_run_arguments(two_video_dataset, output_dir, "--max_train_steps", "1", *common)
+    over = _run_script([*arguments, "--overwrite_output_dir"])
+    assert over.returncode == 0, over.stderr[-4000:]
+    assert sorted(path.name for path in (output_dir / "checkpoints").iterdir() if path.is_dir()) == ["step_1"]
+    assert _rank_report(output_dir, 0)["global_step"] == 1
+
+
 def test_requested_tracker_that_is_not_installed_is_an_error():
     from accelerate.tracking import get_available_trackers
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..data.clip_sampling import SAMPLING_MODES
 from ..data.transforms import DEFAULT_TRAIN_SCALES, SCALE_MODES
@@ -21,6 +22,10 @@ from .optimization import OFFICIAL_MAX_STEPS, OFFICIAL_WARMUP_START_FACTOR, SCHE
 DEFAULT_MODEL = "pvt_v2_b1"
 DEFAULT_TEST_SIZE = (640, 360)
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+
+
+# Files whose presence in --output_dir means an earlier run finished there (or started saving its results).
+EARLIER_RUN_MARKERS = ("model.safetensors", "train_results.json", "eval_results.json")
 
 
 class TrainingArgumentError(TeViTError, ValueError):
@@ -245,6 +250,12 @@ def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and checkpoints")
     group.add_argument("--output_dir", required=True, help="final model, model card, checkpoints and logs")
     group.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="start over in an --output_dir that holds an earlier run: its final model files and checkpoints are "
+        "removed first (default: refuse; --resume_from_checkpoint continues it instead)",
+    )
+    group.add_argument(
         "--checkpointing_steps",
         type=_checkpointing_steps,
         default=None,
@@ -355,9 +366,32 @@ def validate_arguments(args: argparse.Namespace) -> None:
         raise TrainingArgumentError("--debug_sleep_after_checkpoint must be >= 0")
 
 
+def earlier_run_files(args: argparse.Namespace) -> list[str]:
+    """What an earlier run left in `--output_dir`: its final model, results and (non-empty) checkpoint folder."""
+    output_dir = Path(args.output_dir)
+    found = [name for name in EARLIER_RUN_MARKERS if (output_dir / name).is_file()]
+    checkpoint_dir = Path(args.checkpoint_dir or output_dir / "checkpoints")
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        found.append(f"{checkpoint_dir.name}/")
+    return found
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuse to train into a folder that holds an earlier run unless resuming it or starting over on purpose: the
+    new run would replace its final model and some checkpoints and leave the others beside them."""
+    earlier = earlier_run_files(args)
+    if earlier and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        raise TrainingArgumentError(
+            f"--output_dir {args.output_dir} holds an earlier run ({', '.join(earlier)}): continue it with "
+            "--resume_from_checkpoint latest, or start over with --overwrite_output_dir (removes its final model and "
+            "checkpoints), or choose another folder."
+        )
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and validate; argparse exits with status 2 on malformed values, our checks raise TrainingArgumentError."""
     args = build_parser().parse_args(argv)
+    check_output_dir(args)
     validate_arguments(args)
     return args
 

@@ -40,7 +40,7 @@ from ..data.youtube_vis import VisDatasetInfo
 from ..evaluation.youtube_vis_eval import format_metrics_table
 from ..file_utils import write_json_atomic
 from ..image_processing_tevit import TeViTImageProcessor
-from .arguments import TrainingArgumentError
+from .arguments import TrainingArgumentError, earlier_run_files
 from .checkpointing import (
     CHECKPOINTS_DIRNAME,
     TrainingProgress,
@@ -337,6 +337,15 @@ def _prepare_output_dirs(args: argparse.Namespace, accelerator: Accelerator) -> 
     output_dir = Path(args.output_dir)
     checkpoint_dir = Path(args.checkpoint_dir or output_dir / CHECKPOINTS_DIRNAME)
     if accelerator.is_main_process:
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None and earlier_run_files(args):
+            # Start over: no final model, result or checkpoint of the earlier run may survive beside the new ones.
+            logger.warning(
+                "--overwrite_output_dir: removing the earlier run's files and checkpoints in %s", output_dir
+            )
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            for path in output_dir.iterdir():
+                if path.is_file():
+                    path.unlink()
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     return output_dir, checkpoint_dir
