@@ -16,6 +16,7 @@ from hub_fixtures import moving_shapes, save_tiny_hub_folder, write_mp4
 
 from tevit_hf.commands.cli import main
 from tevit_hf.commands.demo import bundled_sample_annotations
+from tevit_hf.masks_tevit import empty_mask_rle
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,48 @@ def test_debug_shows_the_traceback(model_dir, tmp_path):
         timeout=120,
     )
     assert completed.returncode != 0 and "Traceback" in completed.stderr
+
+
+def _results_for_the_sample(**change) -> list[dict]:
+    annotations = json.loads(bundled_sample_annotations().read_text())
+    video = annotations["videos"][0]
+    empty = empty_mask_rle(video["height"], video["width"])
+    entry = {"video_id": video["id"], "category_id": 1, "score": 0.9, "segmentations": [empty] * video["length"]}
+    entry.update(change)
+    return [entry]
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"segmentations": None}, r"'segmentations' must be a list"),
+        ({"score": "high"}, r"'score' a number"),
+        ({"score": float("nan")}, r"finite number"),
+        ({"video_id": 999}, r"unknown video_id 999"),
+    ],
+)
+def test_invalid_results_entries_are_named(tmp_path, capsys, change, pattern):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results_for_the_sample(**change)))
+    arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--results", str(results)]
+    assert_cli_error(capsys, arguments, rf"results\.json\[0\].*{pattern}")
+
+
+@pytest.mark.parametrize("counts", ["0", "", "garbage", "P0000"])
+def test_invalid_rle_counts_are_refused_before_scoring(tmp_path, capsys, counts):
+    annotations = json.loads(bundled_sample_annotations().read_text())
+    video = annotations["videos"][0]
+    rle = {"size": [video["height"], video["width"]], "counts": counts}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results_for_the_sample(segmentations=[rle] * video["length"])))
+    arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--results", str(results)]
+    assert_cli_error(capsys, arguments, r"segmentations\[0\]: invalid RLE 'counts'")
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_empty_results_are_warned_about(tmp_path, caplog):
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--results", str(results)]
+    assert main(arguments) == 0
+    assert "No results in" in caplog.text and "AP is 0" in caplog.text

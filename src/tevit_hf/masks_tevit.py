@@ -131,7 +131,25 @@ def to_coco_rle(segmentation: Any, height: int, width: int) -> dict[str, Any] | 
         counts = counts.encode("ascii")
     if not isinstance(counts, bytes):
         raise ValueError(f"RLE 'counts' must be a string or a list of ints, got {type(counts).__name__}")
-    return {"size": size, "counts": counts}
+    return _checked_compressed_rle({"size": size, "counts": counts})
+
+
+def _checked_compressed_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """`rle` if its counts describe exactly a `size` mask. pycocotools accepts some malformed counts strings and then
+    reads past them (garbage masks, or very slow scoring), so each one is decoded and encoded again by pycocotools:
+    a valid RLE comes back unchanged (pycocotools writes the one canonical form)."""
+    coco_mask = coco_mask_api()
+    height, width = rle["size"]
+    try:
+        canonical = coco_mask.encode(np.asfortranarray(coco_mask.decode(rle)))
+    except Exception as error:  # pycocotools raises bare Exceptions on malformed counts
+        raise ValueError(f"invalid RLE 'counts' ({error})") from error
+    if canonical["counts"] != rle["counts"]:
+        raise ValueError(
+            f"invalid RLE 'counts' {rle['counts'][:20]!r}: its runs do not cover the {height}x{width} mask exactly "
+            "(a COCO RLE's run lengths must add up to height * width)"
+        )
+    return rle
 
 
 def rle_areas(rles: Sequence[Mapping[str, Any] | None]) -> np.ndarray:

@@ -280,14 +280,19 @@ def parse_youtube_vis_results(
     for index, entry in enumerate(entries):
         where = f"{source_name}[{index}]"
         _require_keys(entry, RESULT_KEYS, where)
-        video_id, category_id = int(entry["video_id"]), int(entry["category_id"])
+        try:
+            video_id, category_id, score = int(entry["video_id"]), int(entry["category_id"]), float(entry["score"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{where}: 'video_id' and 'category_id' must be integers and 'score' a number "
+                f"({entry['video_id']!r}, {entry['category_id']!r}, {entry['score']!r})"
+            ) from error
         if video_id not in ground_truth.videos:
             raise ValueError(f"{where}: unknown video_id {video_id} (not in the annotation file's 'videos')")
         if category_id not in ground_truth.category_names:
             raise ValueError(
                 f"{where}: unknown category_id {category_id}; the annotation file has {ground_truth.category_ids}"
             )
-        score = float(entry["score"])
         if not math.isfinite(score):
             raise ValueError(f"{where}: 'score' must be a finite number, got {entry['score']!r}")
         tracks.append(
@@ -587,6 +592,9 @@ def evaluate_youtube_vis(
     params = params or YouTubeVISEvalParams()
     ground_truth = load_youtube_vis_ground_truth(annotations)
     predictions = parse_youtube_vis_results(results, ground_truth)
+    if not predictions:
+        where = f" in {os.fspath(results)}" if isinstance(results, (str, os.PathLike)) else ""
+        logger.warning("No results%s: every ground-truth instance counts as missed, so AP is 0.", where)
     precision, recall = compute_precision_recall(ground_truth, predictions, params, video_ids)
     names = [ground_truth.category_names[category] for category in ground_truth.category_ids]
     return summarize_precision_recall(precision, recall, params, names)
