@@ -226,3 +226,40 @@ def test_empty_results_are_warned_about(tmp_path, caplog):
     arguments = ["evaluate", "--annotations", str(bundled_sample_annotations()), "--results", str(results)]
     assert main(arguments) == 0
     assert "No results in" in caplog.text and "AP is 0" in caplog.text
+
+
+def _faststart_mp4(path: Path, num_frames: int) -> Path:
+    """An MP4 with its index (moov) at the front, as web videos are: cut short, it still opens."""
+    import av
+
+    frames = moving_shapes(num_frames=num_frames)
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=6)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"g": "1"}  # every frame a keyframe, so the first half decodes on its own
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_video_cut_short_is_recorded_not_silent(model_dir, tmp_path, caplog):
+    video = _faststart_mp4(tmp_path / "cut.mp4", num_frames=40)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    assert main(predict(video, model_dir, tmp_path / "out")) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["container_num_frames"] == 40 and 0 < results["num_frames"] < 40
+    assert "container promises 40" in caplog.text
+
+
+def test_frame_folder_with_mixed_sizes_names_the_file(model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(moving_shapes(num_frames=4)):
+        image = Image.fromarray(frame)
+        (image.resize((80, 48)) if index == 2 else image).save(folder / f"{index:05d}.png")
+    line = assert_cli_error(capsys, predict(folder, model_dir, tmp_path / "out"), r"Frame 2 of .*00002\.png.*80x48")
+    assert "64x48" in line
+    assert not (tmp_path / "out").exists()

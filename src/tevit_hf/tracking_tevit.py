@@ -516,15 +516,15 @@ class TeViTNearOnlineTracker:
         self.model.eval()
         linker = ClipLinker(**self.linker_kwargs)
         total = None if num_frames is None else num_clips(num_frames, self.clip_length, self.stride)
-        progress = _progress_bar(total, disable=not self.show_progress)
         end_frame = 0
-        for start_frame, clip_frames in iter_clips(frames, self.clip_length, self.stride):
-            clip = self.predict_clip(clip_frames, start_frame)
-            del clip_frames  # the buffer inside iter_clips is the only frame store
-            linker.add_clip(clip)
-            end_frame = start_frame + clip.num_frames
-            progress.update(1)
-        progress.close()
+        # A context manager, so the bar is closed (its line ended) when a frame fails to decode, too.
+        with _progress_bar(total, disable=not self.show_progress) as progress:
+            for start_frame, clip_frames in iter_clips(frames, self.clip_length, self.stride):
+                clip = self.predict_clip(clip_frames, start_frame)
+                del clip_frames  # the buffer inside iter_clips is the only frame store
+                linker.add_clip(clip)
+                end_frame = start_frame + clip.num_frames
+                progress.update(1)
         return linker.finalize(end_frame)
 
 

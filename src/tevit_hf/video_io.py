@@ -185,6 +185,9 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         files = list_frame_files(path)
         first_frame = _load_image_rgb(files[0])
         height, width = first_frame.shape[:2]
+        for index, file in enumerate(files):  # image headers only: a mixed-size folder fails before any work
+            with Image.open(file) as image:
+                _check_frame_size(path, files, index, (image.height, image.width), (height, width))
         return VideoInfo(str(path), len(files), None, height, width, is_frame_folder=True)
 
     with _open_container(path) as container:
@@ -223,8 +226,7 @@ def iter_video_frames(
     info = probe_video(path)
     source = Path(info.path)
     if info.is_frame_folder:
-        frames = (_load_image_rgb(file) for file in list_frame_files(source)[::frame_stride])
-        return _take(frames, max_frames)
+        return _take(_load_frame_folder(source, frame_stride, (info.height, info.width)), max_frames)
     return _take(_decode_video_file(source, frame_stride), max_frames)
 
 
@@ -344,6 +346,35 @@ def _decode_video_file(path: Path, frame_stride: int) -> Iterator[np.ndarray]:
             ) from error
         if decoded_index < 0:
             raise ValueError(f"Video file {str(path)!r} has zero decodable frames.")
+        promised = stream.frames
+        if promised > 0 and decoded_index + 1 < promised:
+            # Never silent: a file cut short (e.g. an MP4 with its index at the front) decodes fewer frames than its
+            # container promises. Callers compare the count they got with `probe_video`'s (predict records it).
+            logger.warning(
+                "%s: the container promises %d frames but only %d could be decoded (is the file truncated?).",
+                path,
+                promised,
+                decoded_index + 1,
+            )
+
+
+def _load_frame_folder(folder: Path, frame_stride: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The frames of a folder in order; every frame must have the first frame's size (named by file and index)."""
+    files = list_frame_files(folder)
+    for index in range(0, len(files), frame_stride):
+        frame = _load_image_rgb(files[index])
+        _check_frame_size(folder, files, index, frame.shape[:2], size)
+        yield frame
+
+
+def _check_frame_size(
+    folder: Path, files: list[Path], index: int, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    if tuple(size) != tuple(expected):
+        raise ValueError(
+            f"Frame {index} of {str(folder)!r} ({files[index].name}) is {size[1]}x{size[0]}, but the video's first "
+            f"frame ({files[0].name}) is {expected[1]}x{expected[0]}: all frames must have one size."
+        )
 
 
 def _take(frames: Iterator[np.ndarray], max_frames: int | None) -> Iterator[np.ndarray]:

@@ -195,6 +195,15 @@ def predict_video(
             "mask_threshold": mask_threshold if mask_threshold is not None else pipe.model.config.mask_threshold,
         },
     )
+    if payload["num_frames"] != info.num_frames:
+        # Recorded, never silent: the container promised another length than the decoder delivered.
+        payload["container_num_frames"] = int(info.num_frames)
+        logger.warning(
+            "%s: %d frames were decoded, the container promises %d; results.json covers the decoded frames.",
+            video,
+            payload["num_frames"],
+            info.num_frames,
+        )
     output_dir = Path(output_dir)
     results_path = write_json_atomic(output_dir / RESULTS_FILENAME, payload)
     overlay_paths = [
