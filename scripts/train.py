@@ -19,8 +19,8 @@ from tevit_hf.training import parse_arguments, train
 
 def main(argv: list[str] | None = None) -> int:
     # Bad arguments, data or folders: one line and exit status 1 (argparse usage errors: 2); --debug for details.
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    arguments = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--debug"]
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in arguments  # read before parsing, so argument errors can show their traceback too
 
     def run() -> int:
         train(parse_arguments(arguments))

@@ -307,6 +307,7 @@ def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_debug_arguments(parser: argparse.ArgumentParser) -> None:
     """Options the tests use to inspect and interrupt runs."""
     group = parser.add_argument_group("debugging (used by the tests)")
+    group.add_argument("--debug", action="store_true", help="show the traceback of an error (also: TEVIT_HF_DEBUG=1)")
     group.add_argument(
         "--debug_rank_report",
         action="store_true",
