@@ -263,3 +263,20 @@ def test_frame_folder_with_mixed_sizes_names_the_file(model_dir, tmp_path, capsy
     line = assert_cli_error(capsys, predict(folder, model_dir, tmp_path / "out"), r"Frame 2 of .*00002\.png.*80x48")
     assert "64x48" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"num_queries": "eight"}, r"`num_queries` must be an integer, got 'eight'"),
+        ({"backbone_depths": "2,2,2,2"}, r"`backbone_depths` must be a list of integers"),
+    ],
+)
+def test_a_config_field_of_the_wrong_type_is_named(model_dir, video, tmp_path, capsys, change, pattern):
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for path in model_dir.iterdir():
+        (edited / path.name).write_bytes(path.read_bytes())
+    config = json.loads((edited / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps({**config, **change}))
+    assert_cli_error(capsys, predict(video, edited, tmp_path / "out"), rf"config\.json: .*{pattern}")

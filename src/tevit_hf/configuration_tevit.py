@@ -75,6 +75,36 @@ _BACKBONE_LIST_FIELDS = (
 )
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Annotation (as written in `TeViTConfig`) -> (what to tell the user, check). Fields not listed are not checked here.
+_FIELD_TYPE_CHECKS = {
+    "int": ("an integer", _is_int),
+    "float": ("a number", _is_number),
+    "float | int": ("a number", _is_number),
+    "bool": ("true or false", lambda value: isinstance(value, bool)),
+    "str": ("a string", lambda value: isinstance(value, str)),
+    "list[int] | tuple[int, ...]": (
+        "a list of integers",
+        lambda value: isinstance(value, (list, tuple)) and all(_is_int(item) for item in value),
+    ),
+    "list[float] | tuple[float, ...]": (
+        "a list of numbers",
+        lambda value: isinstance(value, (list, tuple)) and all(_is_number(item) for item in value),
+    ),
+    "list[float] | tuple[float, ...] | None": (
+        "a list of numbers",
+        lambda value: isinstance(value, (list, tuple)) and all(_is_number(item) for item in value),
+    ),
+}
+
+
 @auto_docstring(custom_intro="Configuration of a TeViT video instance segmentation model.")
 @strict
 class TeViTConfig(PreTrainedConfig):
@@ -274,6 +304,7 @@ class TeViTConfig(PreTrainedConfig):
         for alias, name in self.attribute_map.items():
             if alias in kwargs:
                 setattr(self, name, kwargs.pop(alias))
+        self._check_field_types()
         if self.id2label is None and kwargs.get("num_labels") is None:
             self.id2label = dict(enumerate(YOUTUBE_VIS_2019_CLASSES))
             self.label2id = {name: index for index, name in self.id2label.items()}
@@ -286,6 +317,19 @@ class TeViTConfig(PreTrainedConfig):
         # `@strict` wraps validator errors in its own exception type; check here first so that users get a
         # plain `ValueError` naming the inconsistent field.
         self._check_sizes()
+
+    def _check_field_types(self) -> None:
+        """Each own field has its annotated type, checked before anything compares or iterates it, so that
+        `num_queries="eight"` or `backbone_depths="2,2,2,2"` (a config.json edited by hand) is named plainly."""
+        for name, annotation in type(self).__annotations__.items():
+            value = getattr(self, name, None)
+            if value is None or annotation not in _FIELD_TYPE_CHECKS:
+                continue
+            description, accepts = _FIELD_TYPE_CHECKS[annotation]
+            if not accepts(value):
+                raise ValueError(
+                    f"TeViTConfig `{name}` must be {description}, got {value!r} ({type(value).__name__})."
+                )
 
     @property
     def num_backbone_stages(self) -> int:

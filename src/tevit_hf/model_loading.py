@@ -179,7 +179,10 @@ def load_model_and_processor(
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist.")
     if not (model_dir / CONFIG_FILENAME).is_file():
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} has no {CONFIG_FILENAME}.")
-    config = AutoConfig.from_pretrained(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except (ValueError, TypeError, OSError) as error:  # malformed JSON, a field of the wrong type, ...
+        raise ModelFolderError(f"{model_dir / CONFIG_FILENAME}: {error}") from error
     check_weights_match_config(model_dir, config)
     dtype = DEFAULT_DTYPE if dtype is None else dtype
     if isinstance(dtype, str) and dtype != "auto":
