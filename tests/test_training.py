@@ -319,6 +319,22 @@ def test_an_earlier_run_is_never_overwritten_silently(two_video_dataset, tmp_pat
     assert _rank_report(output_dir, 0)["global_step"] == 1
 
 
+def test_a_corrupted_random_state_file_stops_the_resume(two_video_dataset, tmp_path):
+    output_dir = tmp_path / "run"
+    common = ["--max_train_steps", "2", "--checkpointing_steps", "1", "--skip_final_evaluation"]
+    first = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *common))
+    assert first.returncode == 0, first.stderr[-4000:]
+    rng_file = output_dir / "checkpoints" / "step_1" / "random_states_0.pkl"
+    rng_file.write_bytes(b"garbage")
+    resume = [*common, "--resume_from_checkpoint", str(rng_file.parent)]
+    refused = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *resume))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{rng_file} cannot be loaded" in refused.stderr and "--resume_without_rng_state" in refused.stderr
+    accepted = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *resume, "--resume_without_rng_state"))
+    assert accepted.returncode == 0, accepted.stderr[-4000:]
+    assert "resuming without the random states" in accepted.stderr
+
+
 def test_requested_tracker_that_is_not_installed_is_an_error():
     from accelerate.tracking import get_available_trackers
 

@@ -270,6 +270,12 @@ def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a checkpoint folder, or 'latest' (the newest one in the checkpoint folder, if any)",
     )
+    group.add_argument(
+        "--resume_without_rng_state",
+        action="store_true",
+        help="resume even if the checkpoint's random states cannot be loaded (the run then differs from an "
+        "uninterrupted one; default: refuse)",
+    )
 
 
 def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:

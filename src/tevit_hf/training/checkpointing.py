@@ -24,7 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import RNG_STATE_NAME
+from accelerate.utils import load as load_state_file
 
+from ..errors import TeViTError
 from ..file_utils import write_text_atomic
 
 
@@ -142,17 +145,51 @@ def resolve_checkpoint(resume_from: str, checkpoint_dir: str | os.PathLike) -> P
     return checkpoints[-1][1] if checkpoints else None
 
 
-def load_checkpoint(accelerator: Accelerator, path: str | os.PathLike) -> TrainingProgress:
-    """Restore the Accelerate state saved in `path` (on every process) and return its training progress."""
+class CheckpointError(TeViTError, ValueError):
+    """A checkpoint that cannot be restored exactly (a missing or corrupted file, named)."""
+
+
+def load_checkpoint(
+    accelerator: Accelerator, path: str | os.PathLike, without_rng_state: bool = False
+) -> TrainingProgress:
+    """Restore the Accelerate state saved in `path` (on every process) and return its training progress.
+
+    The random states are part of exact resume: Accelerate only logs when it cannot load them (and the run then
+    quietly diverges), so they are checked here first and a corrupted or missing file is an error, unless
+    `without_rng_state` (`--resume_without_rng_state`) accepts a resumed run that differs from an uninterrupted one.
+    """
     path = Path(path)
-    progress = TrainingProgress.from_dict(json.loads((path / TRAINING_STATE_FILENAME).read_text(encoding="utf-8")))
-    accelerator.load_state(str(path))
+    state_file = path / TRAINING_STATE_FILENAME
+    try:
+        progress = TrainingProgress.from_dict(json.loads(state_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{state_file}: cannot read the training progress ({error}).") from error
+    rng_file = path / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    try:
+        states = load_state_file(rng_file)
+        if not {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(states):
+            raise ValueError(f"it lacks random states (keys {sorted(states)})")
+    except Exception as error:  # unpickling garbage raises many types
+        if not without_rng_state:
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(
+                f"{rng_file} cannot be loaded, so the resumed run would not match an uninterrupted one: resume from "
+                f"another checkpoint, or pass --resume_without_rng_state ({type(error).__name__}: {reason})."
+            ) from error
+        logger.warning("%s cannot be loaded (%s): resuming without the random states, as asked.", rng_file, error)
+    try:
+        accelerator.load_state(str(path))
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: cannot restore the training state ({type(error).__name__}: {error})."
+        ) from error
     logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, *asdict(progress).values())
     return progress
 
 
 __all__ = [
     "CHECKPOINTS_DIRNAME",
+    "CheckpointError",
     "LATEST_FILENAME",
     "TRAINING_STATE_FILENAME",
     "TrainingProgress",

@@ -445,7 +445,7 @@ def _resume_progress(
         if checkpoint is None:
             logger.info("no checkpoint in %s yet: starting from scratch", checkpoint_dir)
         else:
-            progress = load_checkpoint(accelerator, checkpoint)
+            progress = load_checkpoint(accelerator, checkpoint, without_rng_state=args.resume_without_rng_state)
     if progress.batches_in_epoch >= batches_per_epoch:  # the checkpoint closed its epoch
         progress = TrainingProgress(progress.global_step, progress.epoch + 1, 0)
     return progress
