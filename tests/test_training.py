@@ -319,7 +319,7 @@ def test_an_earlier_run_is_never_overwritten_silently(two_video_dataset, tmp_pat
     assert _rank_report(output_dir, 0)["global_step"] == 1
 
 
-def test_a_corrupted_random_state_file_stops_the_resume(two_video_dataset, tmp_path):
+def test_a_corrupted_random_state_file_or_a_changed_schedule_stops_the_resume(two_video_dataset, tmp_path):
     output_dir = tmp_path / "run"
     common = ["--max_train_steps", "2", "--checkpointing_steps", "1", "--skip_final_evaluation"]
     first = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *common))
@@ -333,6 +333,10 @@ def test_a_corrupted_random_state_file_stops_the_resume(two_video_dataset, tmp_p
     accepted = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *resume, "--resume_without_rng_state"))
     assert accepted.returncode == 0, accepted.stderr[-4000:]
     assert "resuming without the random states" in accepted.stderr
+    # The saved learning-rate schedule would silently win over a changed one: refused.
+    longer = [arg if arg != "2" else "3" for arg in resume]
+    changed = _run_script(_tiny_run_arguments(two_video_dataset, output_dir, *longer, "--resume_without_rng_state"))
+    assert changed.returncode == 1 and "--max_train_steps 2 (checkpoint) vs 3 (now)" in changed.stderr
 
 
 def test_requested_tracker_that_is_not_installed_is_an_error():

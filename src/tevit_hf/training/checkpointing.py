@@ -20,8 +20,10 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 from accelerate.utils import RNG_STATE_NAME
@@ -37,6 +39,8 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 LATEST_FILENAME = "latest"
 TRAINING_STATE_FILENAME = "training_state.json"
 CHECKPOINT_PREFIX = "step_"
+# The key of training_state.json under which the schedule arguments are recorded.
+SCHEDULE_KEY = "schedule"
 _CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
@@ -82,10 +86,12 @@ def save_checkpoint(
     checkpoint_dir: str | os.PathLike,
     progress: TrainingProgress,
     total_limit: int | None = None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> Path:
     """Save the full training state as `checkpoint_dir/step_<global_step>` and point `latest` to it.
 
-    Every process must call this (each saves its own RNG state). Returns the checkpoint path.
+    Every process must call this (each saves its own RNG state). `schedule`: the arguments that shape the step and
+    learning-rate schedule, recorded so a resume with other values is refused. Returns the checkpoint path.
     """
     checkpoint_dir = Path(checkpoint_dir)
     name = checkpoint_name(progress.global_step)
@@ -100,7 +106,8 @@ def save_checkpoint(
     accelerator.save_state(str(temporary_path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_text_atomic(temporary_path / TRAINING_STATE_FILENAME, json.dumps(asdict(progress), indent=2))
+        state = {**asdict(progress), SCHEDULE_KEY: dict(schedule or {})}
+        write_text_atomic(temporary_path / TRAINING_STATE_FILENAME, json.dumps(state, indent=2))
         if final_path.exists():
             shutil.rmtree(final_path)
         os.replace(temporary_path, final_path)
@@ -150,20 +157,37 @@ class CheckpointError(TeViTError, ValueError):
 
 
 def load_checkpoint(
-    accelerator: Accelerator, path: str | os.PathLike, without_rng_state: bool = False
+    accelerator: Accelerator,
+    path: str | os.PathLike,
+    without_rng_state: bool = False,
+    schedule: Mapping[str, Any] | None = None,
 ) -> TrainingProgress:
     """Restore the Accelerate state saved in `path` (on every process) and return its training progress.
 
     The random states are part of exact resume: Accelerate only logs when it cannot load them (and the run then
     quietly diverges), so they are checked here first and a corrupted or missing file is an error, unless
     `without_rng_state` (`--resume_without_rng_state`) accepts a resumed run that differs from an uninterrupted one.
+    The schedule arguments of this run (`schedule`) must equal those the checkpoint was saved with: the restored
+    learning-rate scheduler would silently keep the old schedule otherwise.
     """
     path = Path(path)
     state_file = path / TRAINING_STATE_FILENAME
     try:
-        progress = TrainingProgress.from_dict(json.loads(state_file.read_text(encoding="utf-8")))
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        progress = TrainingProgress.from_dict(state)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{state_file}: cannot read the training progress ({error}).") from error
+    saved_schedule = state.get(SCHEDULE_KEY) or {}
+    changed = [
+        f"--{name} {saved_schedule[name]!r} (checkpoint) vs {value!r} (now)"
+        for name, value in (schedule or {}).items()
+        if name in saved_schedule and saved_schedule[name] != value
+    ]
+    if changed:
+        raise CheckpointError(
+            f"{path} was saved with another schedule: {'; '.join(changed)}. A resume continues the saved learning-rate "
+            "schedule, so these must not change: resume with the same values, or start a new run from its weights."
+        )
     rng_file = path / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
     try:
         states = load_state_file(rng_file)

@@ -434,6 +434,27 @@ def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: 
     return _PreparedTraining(model, config, num_parameters, optimizer, scheduler, train_loader, train_sampler, plan)
 
 
+# The arguments that shape the steps and the learning-rate schedule: a resume must not change them.
+SCHEDULE_ARGUMENTS = (
+    "max_train_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "backbone_lr_multiplier",
+    "lr_scheduler_type",
+    "lr_drop_steps",
+    "warmup_steps",
+    "warmup_start_factor",
+)
+
+
+def schedule_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule arguments of this run, JSON-like (recorded in checkpoints, compared on resume)."""
+    values = {name: getattr(args, name, None) for name in SCHEDULE_ARGUMENTS}
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+
 def _resume_progress(
     args: argparse.Namespace, accelerator: Accelerator, checkpoint_dir: Path, batches_per_epoch: int
 ) -> TrainingProgress:
@@ -445,7 +466,12 @@ def _resume_progress(
         if checkpoint is None:
             logger.info("no checkpoint in %s yet: starting from scratch", checkpoint_dir)
         else:
-            progress = load_checkpoint(accelerator, checkpoint, without_rng_state=args.resume_without_rng_state)
+            progress = load_checkpoint(
+                accelerator,
+                checkpoint,
+                without_rng_state=args.resume_without_rng_state,
+                schedule=schedule_arguments(args),
+            )
     if progress.batches_in_epoch >= batches_per_epoch:  # the checkpoint closed its epoch
         progress = TrainingProgress(progress.global_step, progress.epoch + 1, 0)
     return progress
@@ -606,7 +632,13 @@ class _TrainingLoop:
 
     def _save_checkpoint(self) -> None:
         """The full training state (model, optimizer, scheduler, sampler, RNGs, progress), pruned to the limit."""
-        save_checkpoint(self.accelerator, self.checkpoint_dir, self.progress, self.args.checkpoints_total_limit)
+        save_checkpoint(
+            self.accelerator,
+            self.checkpoint_dir,
+            self.progress,
+            self.args.checkpoints_total_limit,
+            schedule=schedule_arguments(self.args),
+        )
 
 
 def _train_summary(
