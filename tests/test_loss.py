@@ -92,3 +92,43 @@ def test_matched_query_is_background_in_frames_where_its_instance_is_absent(monk
     # The same query carries class 2 in frames 0 and 2 and is background in frame 1.
     query = torch.nonzero(targets[0, :, 2]).item()
     assert targets[2, query, 2] == 1 and targets[1, query].sum() == 0
+
+
+def _labelled_clip(num_frames=2, height=64, width=96):
+    from conftest import make_clip_labels
+
+    from tevit_hf import TeViTForVideoInstanceSegmentation
+
+    model = TeViTForVideoInstanceSegmentation(tiny_config()).train()
+    pixel_values = torch.randn(1, num_frames, 3, height, width)
+    return model, pixel_values, make_clip_labels(num_frames, height, width)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "pattern"),
+    [
+        (lambda labels: labels["boxes"].__setitem__((0, 0, 0), float("nan")), r"labels\[0\]: `boxes` .* NaN"),
+        (lambda labels: labels["boxes"].__setitem__((1, 1, 2), 1.7), r"labels\[0\]: `boxes` must be normalised"),
+        (lambda labels: labels.__setitem__("masks", labels["masks"][:1]), r"`masks` must be \(T, K, H, W\) = \(2, 2"),
+        (lambda labels: labels.__setitem__("masks", labels["masks"][..., :32]), r"`masks` are 64x32 .* \(64x96\)"),
+    ],
+)
+def test_bad_training_labels_are_named_not_turned_into_nan(corrupt, pattern):
+    model, pixel_values, labels = _labelled_clip()
+    corrupt(labels)
+    with pytest.raises(ValueError, match=pattern):
+        model(pixel_values, labels=[labels])
+
+
+def test_good_labels_give_a_finite_loss():
+    model, pixel_values, labels = _labelled_clip()
+    assert torch.isfinite(model(pixel_values, labels=[labels]).loss)
+
+
+def test_nan_pixels_are_named_by_the_processor():
+    from tevit_hf import TeViTImageProcessor
+
+    frames = torch.rand(3, 3, 32, 48)
+    frames[2, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="Video 0: frame 2 has NaN or infinite pixel values"):
+        TeViTImageProcessor(do_rescale=False)(frames, return_tensors="pt")

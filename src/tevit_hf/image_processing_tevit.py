@@ -748,6 +748,12 @@ class TeViTImageProcessor(BaseImageProcessor):
                     f"Video {video_index}: frame {frame_index} is {frame_size[0]}x{frame_size[1]} (HxW) but frame 0 "
                     f"is {original_size[0]}x{original_size[1]}; all frames of a video must share one size."
                 )
+            if 0 in frame_size:
+                raise ValueError(
+                    f"Video {video_index}: frame {frame_index} is empty ({frame_size[0]}x{frame_size[1]})."
+                )
+            if frame.is_floating_point() and not bool(torch.isfinite(frame).all()):
+                raise ValueError(f"Video {video_index}: frame {frame_index} has NaN or infinite pixel values.")
             if settings.do_rescale and frame.dtype != torch.uint8 and frame.numel() and float(frame.max()) <= 1.0:
                 logger.warning_once(
                     "The frames look already rescaled to [0, 1] while `do_rescale=True`; pass `do_rescale=False` "

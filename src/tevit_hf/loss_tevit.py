@@ -144,6 +144,34 @@ def _gather_positives(
     )
 
 
+def _check_clip_labels(clip_labels: dict[str, torch.Tensor], image_size: torch.Tensor, where: str) -> None:
+    """Training labels are checked at the model's boundary, so a bad annotation is named instead of turning the loss
+    into NaN. Boxes are normalised `(cx, cy, w, h)`: those of visible instances must be finite and inside [0, 1]
+    (the data code clips boxes to the frame before normalising; a tolerance of 1e-3 absorbs rounding). Masks are
+    `(T, K, H, W)` with the clip's frame and instance counts and at least the unpadded frame size."""
+    boxes, valid, masks = clip_labels["boxes"], clip_labels["valid"].bool(), clip_labels["masks"]
+    num_frames, num_instances = boxes.shape[:2] if boxes.ndim == 3 else (None, None)
+    visible_boxes = boxes[valid] if valid.shape == boxes.shape[:2] else boxes.reshape(-1, boxes.shape[-1])
+    if visible_boxes.numel() and not bool(torch.isfinite(visible_boxes).all()):
+        raise ValueError(f"{where}: `boxes` of visible instances contain NaN or infinite values.")
+    if visible_boxes.numel() and not bool(((visible_boxes >= -1e-3) & (visible_boxes <= 1 + 1e-3)).all()):
+        low, high = float(visible_boxes.min()), float(visible_boxes.max())
+        raise ValueError(
+            f"{where}: `boxes` must be normalised (cx, cy, w, h) in [0, 1], got values in [{low:.3g}, {high:.3g}]."
+        )
+    height, width = (int(value) for value in image_size)
+    if masks.ndim != 4 or (num_frames is not None and tuple(masks.shape[:2]) != (num_frames, num_instances)):
+        raise ValueError(
+            f"{where}: `masks` must be (T, K, H, W) = ({num_frames}, {num_instances}, H, W) like `boxes`, got "
+            f"{tuple(masks.shape)}."
+        )
+    if masks.shape[-2] < height or masks.shape[-1] < width:
+        raise ValueError(
+            f"{where}: `masks` are {masks.shape[-2]}x{masks.shape[-1]} (HxW), smaller than the clip's frames "
+            f"({height}x{width})."
+        )
+
+
 class TeViTLoss(nn.Module):
     """Per-stage sequence matching plus focal / L1 / GIoU / dice losses, summed over stages with their weights."""
 
@@ -171,7 +199,10 @@ class TeViTLoss(nn.Module):
         Returns:
             Total loss and the dict of every term per stage (`stage{s}_loss_{cls,bbox,iou,mask}`).
         """
-        targets = [self._prepare_targets(clip_labels, size) for clip_labels, size in zip(labels, image_sizes)]
+        targets = [
+            self._prepare_targets(clip_labels, size, f"labels[{index}]")
+            for index, (clip_labels, size) in enumerate(zip(labels, image_sizes))
+        ]
         loss_dict: dict[str, torch.Tensor] = {}
         total = stage_class_logits[0].new_zeros(())
         for stage, (class_logits, boxes) in enumerate(zip(stage_class_logits, stage_boxes)):
@@ -181,10 +212,11 @@ class TeViTLoss(nn.Module):
                 total = total + self.config.stage_loss_weights[stage] * value
         return total, loss_dict
 
-    def _prepare_targets(self, clip_labels: dict[str, torch.Tensor], image_size: torch.Tensor) -> dict:
+    def _prepare_targets(self, clip_labels: dict[str, torch.Tensor], image_size: torch.Tensor, where: str) -> dict:
         for key in ("class_labels", "boxes", "masks", "valid"):
             if key not in clip_labels:
-                raise ValueError(f"Each `labels` dict needs `{key}`; got keys {sorted(clip_labels)}.")
+                raise ValueError(f"{where}: each `labels` dict needs `{key}`; got keys {sorted(clip_labels)}.")
+        _check_clip_labels(clip_labels, image_size, where)
         class_labels = clip_labels["class_labels"].long()
         boxes, valid, masks = clip_labels["boxes"], clip_labels["valid"].bool(), clip_labels["masks"]
         num_instances = class_labels.shape[0]
