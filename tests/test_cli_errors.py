@@ -280,3 +280,14 @@ def test_a_config_field_of_the_wrong_type_is_named(model_dir, video, tmp_path, c
     config = json.loads((edited / "config.json").read_text())
     (edited / "config.json").write_text(json.dumps({**config, **change}))
     assert_cli_error(capsys, predict(video, edited, tmp_path / "out"), rf"config\.json: .*{pattern}")
+
+
+def test_outputs_follow_the_umask(model_dir, video, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert main(predict(video, model_dir, tmp_path / "out")) == 0
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "out").iterdir()}
+    assert modes == {"results.json": 0o644, "overlay.mp4": 0o644}
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` through a temporary file in the same folder, then `os.replace` it into place."""
     path = Path(path)
@@ -24,6 +31,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             stream.flush()
             # fsync so a power loss after the rename cannot expose an empty file.
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask (0644 usually)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -62,9 +70,7 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
     destination.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(destination)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-{os.getpid()}-", dir=destination.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the final folder should look like a mkdir one
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates 0700; the final folder should look like a mkdir one
     try:
         yield staging
         refuse_existing()

@@ -467,6 +467,12 @@ def _chain_first(first: np.ndarray, rest: Iterator) -> Iterator:
     yield from rest
 
 
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _atomic_write(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder (so os.replace is atomic) and same suffix (PyAV picks the container format from it).
@@ -475,6 +481,7 @@ def _atomic_write(path: Path, write) -> Path:
     temp_path = Path(temp_name)
     try:
         write(temp_path)
+        os.chmod(temp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; files follow the umask, as other tools'
         os.replace(temp_path, path)
     except BaseException:
         temp_path.unlink(missing_ok=True)
