@@ -293,6 +293,12 @@ def test_evaluation_does_not_change_the_training(two_video_dataset, tmp_path):
     assert plain.returncode == 0, plain.stderr[-4000:]
     assert evaluated.returncode == 0, evaluated.stderr[-4000:]
     assert evaluated.stderr.count("validation AP") == 3  # it did evaluate, at every step
+    # The card train.py writes is publishable as it is when the run has validation numbers.
+    from tevit_hf.commands.push_to_hub import UploadFolderError, validate_model_card
+
+    assert validate_model_card(tmp_path / "evaluated" / "README.md")["model-index"]
+    with pytest.raises(UploadFolderError, match="model-index"):
+        validate_model_card(tmp_path / "plain" / "README.md")
     assert (
         _rank_report(tmp_path / "plain", 0)["weights_sha256"]
         == _rank_report(tmp_path / "evaluated", 0)["weights_sha256"]

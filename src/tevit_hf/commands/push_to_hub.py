@@ -44,6 +44,7 @@ from ..model_loading import (
     safetensors_files,
 )
 from ..pipeline_tevit import VIDEO_INSTANCE_SEGMENTATION_TASK, VideoInstanceSegmentationPipeline
+from ..training.model_card import HUB_PIPELINE_TAG
 
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ EXPECTED_PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "image_processing_tevit.TeV
 EXPECTED_PIPELINE_IMPL = "pipeline_tevit.VideoInstanceSegmentationPipeline"
 REQUIRED_CARD_FIELDS = ("library_name", "pipeline_tag", "license", "tags", "datasets", "model-index")
 REQUIRED_CARD_TAG = VIDEO_INSTANCE_SEGMENTATION_TASK
-HUB_PIPELINE_TAG = "image-segmentation"  # the Hub has no video segmentation task
 # Seconds allowed for the fresh-process load check (imports, remote-code copy, one tiny forward pass).
 FRESH_PROCESS_TIMEOUT_S = 600
 # Frames and size of the clip the fresh-process check runs through the pipeline.

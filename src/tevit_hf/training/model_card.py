@@ -16,8 +16,42 @@ MODEL_CARD_FILENAME = "README.md"
 _METRIC_ORDER = ("AP", "AP50", "AP75", "AR1", "AR10")
 
 
-def _yaml_list(values: list[str]) -> str:
-    return "".join(f"\n- {value}" for value in values)
+# The Hub has no video segmentation task: TeViT cards use the closest one, and tag the real task.
+HUB_PIPELINE_TAG = "image-segmentation"
+CARD_TAGS = ("tevit", "video-instance-segmentation", "vision")
+DEFAULT_DATASET_ID = "custom-youtube-vis-format"
+SYNTHETIC_DATASET_ID = "tevit-hf-synthetic-vis"  # as the bundled demo card names it
+
+
+def _front_matter(
+    model_name: str, dataset_id: str, dataset_name: str | None, metrics: Mapping[str, Any] | None
+) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    results = [
+        EvalResult(
+            task_type="video-instance-segmentation",
+            task_name="Video Instance Segmentation",
+            dataset_type=dataset_id,
+            dataset_name=(dataset_name or dataset_id).strip("`"),
+            dataset_split="validation",
+            metric_type="mean_average_precision" if name.startswith("AP") else "mean_average_recall",
+            metric_name=name,
+            metric_value=round(100 * float(metrics[name]), 2),
+        )
+        for name in _METRIC_ORDER
+        if metrics and name in metrics
+    ]
+    data = ModelCardData(
+        library_name="transformers",
+        license="apache-2.0",
+        pipeline_tag=HUB_PIPELINE_TAG,
+        tags=list(CARD_TAGS),
+        datasets=[dataset_id],
+        model_name=model_name,
+        eval_results=results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def render_model_card(
@@ -26,6 +60,7 @@ def render_model_card(
     metrics: Mapping[str, Any] | None = None,
     model_name: str | None = None,
     dataset_name: str | None = None,
+    dataset_id: str | None = None,
 ) -> str:
     """Markdown model card with Hub metadata (YAML front matter).
 
@@ -35,14 +70,14 @@ def render_model_card(
         metrics: validation metrics as returned by `evaluate_youtube_vis` (fractions), if any.
         model_name: title; defaults to "TeViT".
         dataset_name: training data description.
+        dataset_id: the dataset's id for the Hub metadata (`datasets`, the model-index results).
+
+    The metadata is written with `huggingface_hub.ModelCardData` and passes `scripts/push_to_hub.py`'s validation
+    when the run has validation metrics (the model-index needs results to publish).
     """
     model_name = model_name or "TeViT"
     num_parameters = training_summary.get("num_parameters")
-    front_matter = (
-        "---\nlibrary_name: transformers\nlicense: apache-2.0\npipeline_tag: video-instance-segmentation\ntags:"
-        + _yaml_list(["tevit", "video-instance-segmentation", "vision"])
-        + "\n---\n"
-    )
+    front_matter = _front_matter(model_name, dataset_id or DEFAULT_DATASET_ID, dataset_name, metrics)
     lines = [
         front_matter,
         f"# {model_name}",
@@ -86,14 +121,11 @@ def render_model_card(
         "## Usage",
         "",
         "```python",
-        "import tevit_hf  # registers TeViT with the Auto classes",
-        "from transformers import AutoImageProcessor, AutoModel",
+        "from transformers import pipeline",
         "",
-        'model = AutoModel.from_pretrained("path/to/this/folder").eval()',
-        'processor = AutoImageProcessor.from_pretrained("path/to/this/folder")',
-        "inputs = processor(videos=[frames], return_tensors='pt')  # frames: list of HxWx3 uint8 arrays",
-        "outputs = model(**inputs)",
-        "instances = processor.post_process_video_instance_segmentation(outputs, target_sizes=inputs['original_sizes'])",
+        "# The folder carries its code: no tevit_hf install needed (with tevit_hf installed, see its README).",
+        'segmenter = pipeline("video-instance-segmentation", model="path/to/this/folder", trust_remote_code=True)',
+        'instances = segmenter("video.mp4", threshold=0.3)  # per instance: id, label, score, boxes, masks, visible',
         "```",
         "",
     ]

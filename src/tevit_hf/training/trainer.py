@@ -61,7 +61,7 @@ from .data_setup import (
     synthetic_configs,
 )
 from .evaluation_hook import evaluate_on_validation_set
-from .model_card import render_model_card, write_model_card
+from .model_card import SYNTHETIC_DATASET_ID, render_model_card, write_model_card
 from .model_setup import build_config, build_model, default_weights_source, parse_config_overrides
 from .optimization import (
     OFFICIAL_MAX_STEPS,
@@ -677,6 +677,7 @@ def _save_results_and_model(
     summary: dict[str, Any],
     metrics: dict[str, Any],
     train_seconds: float,
+    dataset_id: str | None = None,
 ) -> None:
     """Main process only: the metrics table, eval_results.json, train_results.json, and the final model folder
     (model, image processor and model card)."""
@@ -691,6 +692,7 @@ def _save_results_and_model(
         metrics or None,
         model_name=f"TeViT ({output_dir.name})",
         dataset_name=f"`{data.paths.train_annotations}` ({len(data.train_dataset)} annotated frames)",
+        dataset_id=dataset_id,
     )
     _save_final_model(model, data.eval_processor, output_dir, card)
     logger.info("saved the model, image processor and model card to %s (%.0f s)", output_dir, train_seconds)
@@ -735,7 +737,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start_time
     if accelerator.is_main_process:
         summary = _train_summary(args, accelerator, data, training, loop.progress.global_step, train_seconds)
-        _save_results_and_model(unwrapped, data, output_dir, summary, loop.metrics, train_seconds)
+        dataset_id = SYNTHETIC_DATASET_ID if args.synthetic else None
+        _save_results_and_model(unwrapped, data, output_dir, summary, loop.metrics, train_seconds, dataset_id)
     if args.debug_rank_report:
         _write_rank_report(accelerator, unwrapped, output_dir, loop.progress.global_step)
     accelerator.wait_for_everyone()
