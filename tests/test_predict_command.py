@@ -123,3 +123,13 @@ def test_summary_frames_are_the_frames_where_the_object_is_visible():
     assert [box is not None for box in entry["boxes"]] == [False, True, True, True, False]
     row = format_summary_table(payload).splitlines()[-1].split()
     assert row[-3:] == ["3", "1", "3"]  # frames, first, last
+
+
+def test_model_demo_selects_the_bundled_model(tmp_path, monkeypatch):
+    from tevit_hf.commands.demo import bundled_sample_video
+
+    monkeypatch.chdir(tmp_path)  # no folder called "demo" here
+    arguments = ["predict", str(bundled_sample_video()), "--model", "demo", "--output-dir", str(tmp_path / "out")]
+    assert main(arguments) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["model"].endswith("demo_model") and results["instances"]

@@ -21,3 +21,19 @@ def test_readme_python_example_runs(capsys, tmp_path, monkeypatch):
 def test_readme_names_the_test_and_demo_commands():
     text = README.read_text()
     assert "make test" in text and "make demo" in text
+
+
+def test_readme_train_commands_parse(tmp_path, monkeypatch):
+    import shlex
+
+    from tevit_hf.training import parse_arguments
+
+    monkeypatch.chdir(tmp_path)  # relative output folders: nothing there yet
+    text = README.read_text().replace("\\\n", " ")
+    commands = [
+        line for line in text.splitlines() if line.startswith("accelerate launch") and "scripts/train.py" in line
+    ]
+    assert len(commands) >= 2, "README shows the quick start and the official recipe"
+    for command in commands:
+        words = shlex.split(command.split("#")[0])
+        parse_arguments(words[words.index("scripts/train.py") + 1 :])

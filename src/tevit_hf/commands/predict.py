@@ -53,10 +53,17 @@ class Prediction:
     inference_seconds: float
 
 
+# `--model demo` names the bundled demo model (a folder called "demo" in the working directory wins).
+BUNDLED_MODEL_NAME = "demo"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="video file (mp4, avi, ...) or folder of frame images")
     parser.add_argument(
-        "--model", required=True, help="folder of a saved TeViT model (config, safetensors, processor)"
+        "--model",
+        required=True,
+        help=f"folder of a saved TeViT model (config, safetensors, processor), or `{BUNDLED_MODEL_NAME}` for the "
+        "bundled demo model",
     )
     add_inference_arguments(parser, default_output_dir="predict_output")
 
@@ -102,7 +109,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
 
 
 def run(args: argparse.Namespace) -> int:
-    prediction = run_inference_arguments(args, args.model, args.video, default_overlay_formats=("mp4",))
+    model_dir = args.model
+    if model_dir == BUNDLED_MODEL_NAME and not Path(model_dir).exists():
+        from .demo import bundled_demo_model_dir  # lazily: demo builds on this module
+
+        model_dir = bundled_demo_model_dir()
+    prediction = run_inference_arguments(args, model_dir, args.video, default_overlay_formats=("mp4",))
     print(f"\nresults: {prediction.results_path}")
     for path in prediction.overlay_paths:
         print(f"overlay: {path}")
