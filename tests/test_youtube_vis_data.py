@@ -207,14 +207,16 @@ def test_clip_dataset_follows_the_official_sampling(loaded):
         assert set(frames) <= set(clips.annotated_frames[video_index])
 
 
-def test_videos_with_too_few_annotated_frames_are_replaced(tmp_path, raw, loaded):
+def test_videos_with_too_few_annotated_frames_are_replaced_and_named(tmp_path, raw, loaded, caplog):
     data = copy.deepcopy(raw)
     for annotation in data["annotations"]:
         if annotation["video_id"] == 2:  # keep only frames 0 and 1 of video 2
             for key in ("segmentations", "bboxes", "areas"):
                 annotation[key] = annotation[key][:2] + [None] * (NUM_FRAMES - 2)
     dataset, _ = load_youtube_vis(_write_variant(tmp_path, data), frames_dir=loaded[1].frames_dir)
-    clips = YouTubeVISClipDataset(dataset, clip_length=3, scales=TINY_SCALES, seed=0)
+    with caplog.at_level("WARNING"):
+        clips = YouTubeVISClipDataset(dataset, clip_length=3, scales=TINY_SCALES, seed=0)
+    assert "1 of" in caplog.text and "never sampled" in caplog.text and "video ids [2]" in caplog.text
     short_items = [index for index, (video_index, _) in enumerate(clips.items) if video_index == 1]
     assert short_items, "video 2 keeps annotated items"
     for index in short_items:

@@ -247,6 +247,25 @@ class YouTubeVISClipDataset(Dataset):
             len(self._ready_items),
             clip_length,
         )
+        # Never silent: videos that can never start a clip (too short, or too few annotated frames) are named.
+        unusable = sorted(
+            {
+                video_index
+                for video_index, frames in enumerate(self.annotated_frames)
+                if frames and not can_make_clip(frames, lengths[video_index], clip_length, sampling_mode)
+            }
+        )
+        if unusable:
+            ids = videos.select(unusable)["video_id"] if "video_id" in videos.column_names else unusable
+            logger.warning(
+                "%d of %d videos are never sampled: they cannot make a %r clip of %d frames (video ids %s%s).",
+                len(unusable),
+                len(self.annotated_frames),
+                sampling_mode,
+                clip_length,
+                list(ids[:10]),
+                ", ..." if len(unusable) > 10 else "",
+            )
 
     def __len__(self) -> int:
         return len(self.items)
