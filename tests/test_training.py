@@ -232,7 +232,9 @@ def test_two_process_launch_synchronises_ranks_and_saves_a_loadable_model(tiny_d
     assert weights_checksum(TeViTForVideoInstanceSegmentation(model.config)) != reports[0]["weights_sha256"]
     assert weights_checksum(model, include_buffers=False) == reports[1]["parameters_sha256"]
     assert (output_dir / "preprocessor_config.json").is_file()
-    assert (output_dir / "README.md").read_text().startswith("---\nlibrary_name: transformers")
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(output_dir / "README.md").data.library_name == "transformers"
 
 
 def test_resume_after_sigkill_gives_identical_weights(two_video_dataset, tmp_path):
