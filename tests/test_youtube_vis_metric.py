@@ -809,28 +809,28 @@ def test_cli_runs_inference_and_scores_it(tmp_path, monkeypatch, near_online):
 def test_label_to_category_mapping_by_name_then_by_sorted_id():
     from types import SimpleNamespace
 
-    from tevit_hf.commands.evaluate import label_to_category_mapping
+    from tevit_hf.evaluation.inference import dataset_label_mapping
 
     info = SimpleNamespace(id2label={0: "cat", 1: "dog"}, label2category_id={0: 3, 1: 7}, num_labels=2)
-    assert label_to_category_mapping({0: "dog", 1: "cat"}, info) == {0: 7, 1: 3}
-    assert label_to_category_mapping({0: "LABEL_0", 1: "LABEL_1"}, info) == {0: 3, 1: 7}
+    assert dataset_label_mapping({0: "dog", 1: "cat"}, info) == {0: 7, 1: 3}
+    assert dataset_label_mapping({0: "LABEL_0", 1: "LABEL_1"}, info) == {0: 3, 1: 7}
     with pytest.raises(ValueError, match="cannot be matched"):
-        label_to_category_mapping({0: "LABEL_0"}, info)
+        dataset_label_mapping({0: "LABEL_0"}, info)
 
 
 def test_demo_and_evaluate_map_labels_with_the_one_rule():
     from types import SimpleNamespace
 
-    from tevit_hf.commands.demo import label_to_category_id
-    from tevit_hf.commands.evaluate import label_to_category_mapping
+    # The demo maps with `map_labels_to_categories` on the ground truth's categories, evaluate (and the training
+    # hook) with `dataset_label_mapping` on a loaded dataset: the same rule.
+    from tevit_hf.evaluation.inference import dataset_label_mapping
     from tevit_hf.image_processing_tevit import map_labels_to_categories
 
     categories = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
     info = SimpleNamespace(id2label={0: "cat", 1: "dog"}, label2category_id={0: 3, 1: 7})
     for id2label in ({0: "dog", 1: "cat"}, {0: "LABEL_0", 1: "LABEL_1"}):
         expected = map_labels_to_categories(id2label, categories)
-        assert label_to_category_id(id2label, categories) == expected
-        assert label_to_category_mapping(id2label, info) == expected
+        assert dataset_label_mapping(id2label, info) == expected
     assert map_labels_to_categories({0: "cat"}, {3: "cat", 7: "dog"}) == {0: 3}
     with pytest.raises(ValueError, match="cannot be matched"):
-        label_to_category_id({0: "LABEL_0"}, categories)
+        map_labels_to_categories({0: "LABEL_0"}, categories)

@@ -83,6 +83,14 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_int_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(_is_int(item) for item in value)
+
+
+def _is_number_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(_is_number(item) for item in value)
+
+
 # Annotation (as written in `TeViTConfig`) -> (what to tell the user, check). Fields not listed are not checked here.
 _FIELD_TYPE_CHECKS = {
     "int": ("an integer", _is_int),
@@ -90,18 +98,9 @@ _FIELD_TYPE_CHECKS = {
     "float | int": ("a number", _is_number),
     "bool": ("true or false", lambda value: isinstance(value, bool)),
     "str": ("a string", lambda value: isinstance(value, str)),
-    "list[int] | tuple[int, ...]": (
-        "a list of integers",
-        lambda value: isinstance(value, (list, tuple)) and all(_is_int(item) for item in value),
-    ),
-    "list[float] | tuple[float, ...]": (
-        "a list of numbers",
-        lambda value: isinstance(value, (list, tuple)) and all(_is_number(item) for item in value),
-    ),
-    "list[float] | tuple[float, ...] | None": (
-        "a list of numbers",
-        lambda value: isinstance(value, (list, tuple)) and all(_is_number(item) for item in value),
-    ),
+    "list[int] | tuple[int, ...]": ("a list of integers", _is_int_list),
+    "list[float] | tuple[float, ...]": ("a list of numbers", _is_number_list),
+    "list[float] | tuple[float, ...] | None": ("a list of numbers", _is_number_list),
 }
 
 

@@ -508,20 +508,18 @@ def convert_checkpoint(
     from .modeling_tevit import TeViTForVideoInstanceSegmentation
 
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it.")
-    original = load_original_state_dict(checkpoint_path)
-    logger.info("Loaded %d tensors from %s.", len(original), checkpoint_path)
-    config = infer_config_from_state_dict(original, id2label=id2label, **config_flags)
-    model = TeViTForVideoInstanceSegmentation(config)
-    converted = rename_original_state_dict(original)
-    # Same checks as `convert_original_state_dict`, against the model just built (no second, meta build).
-    check_state_dict_matches(converted, {key: tuple(value.shape) for key, value in model.state_dict().items()})
-    model.load_state_dict(converted, strict=True)
-    if verify:
-        verify_model(model, config)
-
+    # Entered first, so an output folder with earlier work is refused before the checkpoint is read.
     with staged_directory(output_dir, overwrite=overwrite) as staging:
+        original = load_original_state_dict(checkpoint_path)
+        logger.info("Loaded %d tensors from %s.", len(original), checkpoint_path)
+        config = infer_config_from_state_dict(original, id2label=id2label, **config_flags)
+        model = TeViTForVideoInstanceSegmentation(config)
+        converted = rename_original_state_dict(original)
+        # Same checks as `convert_original_state_dict`, against the model just built (no second, meta build).
+        check_state_dict_matches(converted, {key: tuple(value.shape) for key, value in model.state_dict().items()})
+        model.load_state_dict(converted, strict=True)
+        if verify:
+            verify_model(model, config)
         model.save_pretrained(staging)
         TeViTImageProcessor().save_pretrained(staging)
     logger.info("Saved the converted model to %s.", output_dir)

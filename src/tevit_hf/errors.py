@@ -12,13 +12,10 @@ Exit codes (documented in the README): 0 success, 1 user error, 2 bad command-li
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import sys
 from collections.abc import Callable
 
-
-logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1

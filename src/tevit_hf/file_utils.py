@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputExistsError
+
 
 def current_umask() -> int:
     """The process umask (read by setting it and putting it back: there is no getter)."""
@@ -56,8 +58,6 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
         OutputExistsError: `destination` exists and is not an empty folder, and `overwrite` is False (checked before
             the block runs, so no work is wasted, and again before the move).
     """
-    from .errors import OutputExistsError
-
     destination = Path(destination)
 
     def refuse_existing() -> None:

@@ -144,14 +144,14 @@ def _gather_positives(
     )
 
 
-def _check_clip_labels(clip_labels: dict[str, torch.Tensor], image_size: torch.Tensor, where: str) -> None:
+def _check_clip_labels(
+    boxes: torch.Tensor, valid: torch.Tensor, masks: torch.Tensor, image_size: torch.Tensor, where: str
+) -> None:
     """Training labels are checked at the model's boundary, so a bad annotation is named instead of turning the loss
-    into NaN. Boxes are normalised `(cx, cy, w, h)`: those of visible instances must be finite and inside [0, 1]
-    (the data code clips boxes to the frame before normalising; a tolerance of 1e-3 absorbs rounding). Masks are
-    `(T, K, H, W)` with the clip's frame and instance counts and at least the unpadded frame size."""
-    boxes, valid, masks = clip_labels["boxes"], clip_labels["valid"].bool(), clip_labels["masks"]
-    num_frames, num_instances = boxes.shape[:2] if boxes.ndim == 3 else (None, None)
-    visible_boxes = boxes[valid] if valid.shape == boxes.shape[:2] else boxes.reshape(-1, boxes.shape[-1])
+    into NaN. Boxes `(T, K, 4)` are normalised `(cx, cy, w, h)`: those of visible instances must be finite and inside
+    [0, 1] (the data code clips boxes to the frame before normalising; a tolerance of 1e-3 absorbs rounding). Masks
+    are `(T, K, H, W)` with the clip's frame and instance counts and at least the unpadded frame size."""
+    visible_boxes = boxes[valid]
     if visible_boxes.numel() and not bool(torch.isfinite(visible_boxes).all()):
         raise ValueError(f"{where}: `boxes` of visible instances contain NaN or infinite values.")
     if visible_boxes.numel() and not bool(((visible_boxes >= -1e-3) & (visible_boxes <= 1 + 1e-3)).all()):
@@ -159,12 +159,13 @@ def _check_clip_labels(clip_labels: dict[str, torch.Tensor], image_size: torch.T
         raise ValueError(
             f"{where}: `boxes` must be normalised (cx, cy, w, h) in [0, 1], got values in [{low:.3g}, {high:.3g}]."
         )
-    height, width = (int(value) for value in image_size)
-    if masks.ndim != 4 or (num_frames is not None and tuple(masks.shape[:2]) != (num_frames, num_instances)):
+    num_frames, num_instances = boxes.shape[:2]
+    if masks.ndim != 4 or tuple(masks.shape[:2]) != (num_frames, num_instances):
         raise ValueError(
             f"{where}: `masks` must be (T, K, H, W) = ({num_frames}, {num_instances}, H, W) like `boxes`, got "
             f"{tuple(masks.shape)}."
         )
+    height, width = (int(value) for value in image_size)
     if masks.shape[-2] < height or masks.shape[-1] < width:
         raise ValueError(
             f"{where}: `masks` are {masks.shape[-2]}x{masks.shape[-1]} (HxW), smaller than the clip's frames "
@@ -216,17 +217,17 @@ class TeViTLoss(nn.Module):
         for key in ("class_labels", "boxes", "masks", "valid"):
             if key not in clip_labels:
                 raise ValueError(f"{where}: each `labels` dict needs `{key}`; got keys {sorted(clip_labels)}.")
-        _check_clip_labels(clip_labels, image_size, where)
         class_labels = clip_labels["class_labels"].long()
         boxes, valid, masks = clip_labels["boxes"], clip_labels["valid"].bool(), clip_labels["masks"]
         num_instances = class_labels.shape[0]
-        if boxes.shape[1:] != (num_instances, 4) or valid.shape[1:] != (num_instances,):
+        if boxes.shape[1:] != (num_instances, 4) or valid.shape != boxes.shape[:2]:
             raise ValueError(
                 f"`labels` shapes disagree: class_labels {tuple(class_labels.shape)}, boxes {tuple(boxes.shape)} "
                 f"(expected (T, {num_instances}, 4)), valid {tuple(valid.shape)} (expected (T, {num_instances}))."
             )
         if num_instances and (class_labels.min() < 0 or class_labels.max() >= self.config.num_labels):
             raise ValueError(f"`class_labels` must lie in [0, {self.config.num_labels}), got {class_labels.tolist()}.")
+        _check_clip_labels(boxes, valid, masks, image_size, where)
         height, width = image_size.to(boxes.dtype).unbind()
         scale = torch.stack([width, height, width, height])
         return {

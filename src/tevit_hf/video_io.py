@@ -180,14 +180,19 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         ValueError: the file is empty, not a decodable video, has no video stream or has zero frames; or the
             folder holds no readable image.
     """
+    return _probe(path, check_frame_sizes=True)
+
+
+def _probe(path: str | os.PathLike, check_frame_sizes: bool) -> VideoInfo:
     path = _existing_path(path)
     if path.is_dir():
         files = list_frame_files(path)
         first_frame = _load_image_rgb(files[0])
         height, width = first_frame.shape[:2]
-        for index, file in enumerate(files):  # image headers only: a mixed-size folder fails before any work
-            with Image.open(file) as image:
-                _check_frame_size(path, files, index, (image.height, image.width), (height, width))
+        if check_frame_sizes:  # image headers only: a mixed-size folder fails before any work
+            for index, file in enumerate(files):
+                with Image.open(file) as image:
+                    _check_frame_size(path, files, index, (image.height, image.width), (height, width))
         return VideoInfo(str(path), len(files), None, height, width, is_frame_folder=True)
 
     with _open_container(path) as container:
@@ -223,7 +228,8 @@ def iter_video_frames(
         FileNotFoundError / ValueError: as `probe_video`; `ValueError` naming the file if decoding fails midway.
     """
     _validate_sampling(frame_stride, max_frames)
-    info = probe_video(path)
+    # Frame sizes are checked as the frames are decoded (`_load_frame_folder`): no second pass over the headers.
+    info = _probe(path, check_frame_sizes=False)
     source = Path(info.path)
     if info.is_frame_folder:
         return _take(_load_frame_folder(source, frame_stride, (info.height, info.width)), max_frames)

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from ..errors import DEBUG_ENVIRONMENT_VARIABLE, run_with_error_layer
+from ..errors import DEBUG_ENVIRONMENT_VARIABLE, EXIT_USAGE, run_with_error_layer
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     program = f"tevit-hf {args.command}"
     return run_with_error_layer(program, lambda: importlib.import_module(args._module).run(args), debug=args.debug)
 

@@ -185,17 +185,10 @@ def synthetic_num_classes(model_dir: str | os.PathLike) -> int:
     return len(names)
 
 
-def label_to_category_id(id2label: Mapping[Any, str], categories: list[Mapping[str, Any]]) -> dict[int, int]:
-    """Model label -> ground-truth category id: the project's one rule, `map_labels_to_categories` (by name, else
-    by sorted category id when the counts agree, else an error), as `tevit-hf evaluate` uses."""
-    from ..image_processing_tevit import map_labels_to_categories
-
-    return map_labels_to_categories(id2label, categories)
-
-
 def evaluate_results(payload: Mapping[str, Any], annotations: str | os.PathLike) -> dict[str, Any]:
     """YouTube-VIS AP of a `results.json` document for a one-video ground-truth file."""
     from ..evaluation import evaluate_youtube_vis
+    from ..image_processing_tevit import map_labels_to_categories
 
     ground_truth = json.loads(Path(annotations).read_text(encoding="utf-8"))
     if len(ground_truth["videos"]) != 1:
@@ -209,7 +202,8 @@ def evaluate_results(payload: Mapping[str, Any], annotations: str | os.PathLike)
             f"{annotations} has {video['length']} frames for video {video['id']} but the prediction has "
             f"{payload['num_frames']}: they do not describe the same video."
         )
-    mapping = label_to_category_id(payload["id2label"], ground_truth["categories"])
+    # The project's one label rule, as `tevit-hf evaluate` uses it.
+    mapping = map_labels_to_categories(payload["id2label"], ground_truth["categories"])
     results = results_to_youtube_vis(payload, video_id=int(video["id"]), label_to_category_id=mapping)
     return evaluate_youtube_vis(ground_truth, results)
 
@@ -258,7 +252,6 @@ __all__ = [
     "bundled_sample_annotations",
     "bundled_sample_video",
     "evaluate_results",
-    "label_to_category_id",
     "make_demo_assets",
     "run",
     "synthetic_num_classes",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +91,6 @@ def run(args: argparse.Namespace) -> int:
     metrics_path = write_json_atomic(output_dir / METRICS_FILENAME, metrics)
     logger.info("wrote %s", metrics_path)
     return 0
-
-
-def label_to_category_mapping(model_id2label: Mapping[int, str], info: Any) -> dict[int, int]:
-    """Model label -> dataset category id by the project's one rule (`map_labels_to_categories`: by category name,
-    else by sorted category id when the counts agree, else an error).
-
-    `info` is the `VisDatasetInfo` of `tevit_hf.data.youtube_vis.load_youtube_vis`.
-    """
-    from ..evaluation.inference import dataset_label_mapping
-
-    return dataset_label_mapping(model_id2label, info)
 
 
 def run_inference(
