@@ -1,6 +1,6 @@
 """Thin entry point: `python scripts/benchmark.py MODE ...` is `tevit-hf benchmark MODE ...`.
 
-python scripts/benchmark.py inference --dtype bf16 --compile
+python scripts/benchmark.py inference --dtype bfloat16 --compile
 python scripts/benchmark.py near-online --preset tiny --lengths 100 1000 5000
 """
 

@@ -152,17 +152,17 @@ def test_make_synthetic_refuses_earlier_data_and_bad_settings(tmp_path, capsys):
         "make-synthetic",
         "--output-dir",
         str(data),
-        "--num-videos",
+        "--num-train-videos",
+        "1",
+        "--num-val-videos",
         "1",
         "--num-frames",
         "2",
-        "--mp4",
-        "none",
     ]
     assert main(arguments) == 0
-    annotations = (data / "annotations.json").read_bytes()
+    annotations = (data / "train" / "annotations.json").read_bytes()
     assert_cli_error(capsys, [*arguments, "--seed", "3"], "--overwrite")
-    assert (data / "annotations.json").read_bytes() == annotations
+    assert (data / "train" / "annotations.json").read_bytes() == annotations
     assert_cli_error(capsys, ["make-synthetic", "--output-dir", str(tmp_path / "other"), "--fps", "0"], "fps")
     assert not (tmp_path / "other").exists()
 

@@ -15,6 +15,7 @@ from tevit_hf.commands.cli import main as cli_main
 from tevit_hf.data.synthetic import (
     CLASS_COLOURS,
     SHAPE_CLASSES,
+    SyntheticSplits,
     SyntheticVisConfig,
     generate_synthetic_vis_dataset,
     render_synthetic_video,
@@ -165,18 +166,50 @@ def test_config_rejects_bad_values():
         SyntheticVisConfig(mp4="some")
 
 
-def test_cli_make_synthetic_writes_json_frames_and_first_mp4(tmp_path):
+def test_cli_make_synthetic_writes_train_and_val_splits_with_train_py_defaults(tmp_path):
     output_dir = tmp_path / "cli"
-    arguments = ["make-synthetic", "--output-dir", str(output_dir), "--num-videos", "2", "--num-frames", "4"]
-    arguments += ["--height", "64", "--width", "96", "--num-classes", "3", "--seed", "5", "--mp4", "first"]
-    assert cli_main(arguments + ["--class-colours"]) == 0
-    data = json.loads((output_dir / "annotations.json").read_text())
-    assert data["info"]["config"]["class_colours"] is True
-    assert len(data["videos"]) == 2 and len(data["categories"]) == 3
-    assert (output_dir / "JPEGImages" / "video_00001" / "00003.jpg").is_file()
-    mp4_files = sorted(path.name for path in (output_dir / "videos").iterdir())
+    arguments = ["make-synthetic", "--output-dir", str(output_dir), "--num-train-videos", "2", "--num-val-videos", "1"]
+    arguments += ["--num-frames", "4", "--height", "64", "--width", "96", "--num-classes", "3", "--seed", "5"]
+    assert cli_main(arguments + ["--class-colours", "--mp4", "first"]) == 0
+    train = json.loads((output_dir / "train" / "annotations.json").read_text())
+    val = json.loads((output_dir / "val" / "annotations.json").read_text())
+    assert train["info"]["config"]["class_colours"] is True
+    assert len(train["videos"]) == 2 and len(val["videos"]) == 1 and len(train["categories"]) == 3
+    assert val["info"]["config"]["seed"] != train["info"]["config"]["seed"]  # unseen validation videos
+    assert (output_dir / "train" / "JPEGImages" / "video_00001" / "00003.jpg").is_file()
+    mp4_files = sorted(path.name for path in (output_dir / "train" / "videos").iterdir())
     assert mp4_files == ["video_00000.mp4"]
-    with av.open(str(output_dir / "videos" / "video_00000.mp4")) as container:
+    with av.open(str(output_dir / "train" / "videos" / "video_00000.mp4")) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (64, 96, 3)
     assert not list(output_dir.rglob(".*tmp*")), "temporary files must not be left behind"
+
+
+def test_make_synthetic_and_train_py_share_defaults_and_data(tmp_path):
+    """`train.py --synthetic --synthetic_dir` reuses a make-synthetic folder made with the same settings, and refuses
+    (naming the settings) one made with others instead of writing over it."""
+    from tevit_hf.training.arguments import parse_arguments
+    from tevit_hf.training.data_setup import TrainingDataError, prepare_synthetic_data
+
+    data = tmp_path / "data"
+    assert (
+        cli_main(["make-synthetic", "--output-dir", str(data), "--num-train-videos", "2", "--num-val-videos", "1"])
+        == 0
+    )
+    args = parse_arguments(["--output_dir", str(tmp_path / "run"), "--synthetic", "--synthetic_dir", str(data)])
+    defaults = SyntheticSplits()
+    assert (args.synthetic_num_frames, args.synthetic_height, args.synthetic_width, args.synthetic_num_classes) == (
+        defaults.num_frames,
+        defaults.height,
+        defaults.width,
+        defaults.num_classes,
+    )
+    before = {path: path.stat().st_mtime_ns for path in data.rglob("*")}
+    same = SyntheticSplits(num_train_videos=2, num_val_videos=1)
+    paths = prepare_synthetic_data(data, same, is_main_process=True, replace_other=False)
+    assert paths.train_annotations == str(data / "train" / "annotations.json")
+    assert {path: path.stat().st_mtime_ns for path in data.rglob("*")} == before  # reused, not rewritten
+    other = SyntheticSplits(num_train_videos=2, num_val_videos=1, num_frames=5)
+    with pytest.raises(TrainingDataError, match="num_frames: 8 there, 5 asked"):
+        prepare_synthetic_data(data, other, is_main_process=True, replace_other=False)
+    assert {path: path.stat().st_mtime_ns for path in data.rglob("*")} == before

@@ -1,9 +1,9 @@
 """`tevit-hf benchmark`: speed, memory and FLOPs of TeViT (inference, training, near-online, FLOPs).
 
-    tevit-hf benchmark inference [--preset b1 --height 360 --width 640 --num-frames 36 --dtype bf16 --compile]
+    tevit-hf benchmark inference [--preset b1 --height 360 --width 640 --num-frames 36 --dtype bfloat16 --compile]
     tevit-hf benchmark inference --end-to-end        # + pre-processing and post-processing (paste, RLE)
     tevit-hf benchmark inference --compare "attn_implementation=eager" "compile=1"
-    tevit-hf benchmark training [--batch-size 16 --num-frames 5 --dtype bf16]
+    tevit-hf benchmark training [--batch-size 16 --num-frames 5 --dtype bfloat16]
     tevit-hf benchmark near-online --preset tiny --lengths 100 1000 5000
     tevit-hf benchmark flops [--num-frames 36]
 
@@ -51,7 +51,7 @@ from ..tracking_tevit import TeViTNearOnlineTracker
 logger = logging.getLogger(__name__)
 
 MODES = ("inference", "training", "near-online", "flops")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 # Paper (TeViT, CVPR 2022): MsgShifT PVTv2-B1 at 360x640, T=36.
@@ -93,7 +93,7 @@ class BenchmarkSettings:
     width: int = 640
     num_frames: int = 36
     batch_size: int = 1
-    dtype: str = "fp32"
+    dtype: str = "float32"
     autocast: bool = False
     attn_implementation: str = "sdpa"
     compile: bool = False
@@ -127,7 +127,7 @@ class BenchmarkSettings:
     @property
     def label(self) -> str:
         """Short human-readable description of what distinguishes this setting."""
-        precision = self.dtype + (" autocast" if self.autocast and self.dtype != "fp32" else "")
+        precision = self.dtype + (" autocast" if self.autocast and self.dtype != "float32" else "")
         compiled = f"compile {self.compile_mode}" if self.compile else "no compile"
         threads = f", {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else ""
         return f"attn {self.attn_implementation}, {precision}, {compiled}{threads}"
@@ -229,7 +229,7 @@ def build_model(
         with torch.device(device):
             model = TeViTForVideoInstanceSegmentation(config)
     model = model.to(device).eval()
-    if settings.dtype != "fp32" and not settings.autocast:
+    if settings.dtype != "float32" and not settings.autocast:
         model = model.to(DTYPES[settings.dtype])
     return model
 
@@ -250,7 +250,7 @@ def make_inputs(settings: BenchmarkSettings, device: str | torch.device | None =
 
 
 def _autocast_context(settings: BenchmarkSettings, force: bool = False):
-    if settings.dtype == "fp32" or not (settings.autocast or force):
+    if settings.dtype == "float32" or not (settings.autocast or force):
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(settings.device).type, dtype=DTYPES[settings.dtype])
 
@@ -548,15 +548,15 @@ def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> 
 
 def _training_runner(settings: BenchmarkSettings) -> _Runner:
     # Training in bf16/fp16 always means autocast on fp32 weights (the label says so).
-    settings = dataclasses.replace(settings, autocast=settings.dtype != "fp32")
-    model = build_model(dataclasses.replace(settings, dtype="fp32")).train()
+    settings = dataclasses.replace(settings, autocast=settings.dtype != "float32")
+    model = build_model(dataclasses.replace(settings, dtype="float32")).train()
     if settings.compile:
         # The loss (Hungarian matching on the host, data-dependent positives) stays eager; the backbone, FPN and
         # head stages compile without graph breaks.
         model.model = _maybe_compile(model.model, settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(torch.device(settings.device).type, enabled=settings.dtype == "fp16")
-    inputs = make_inputs(dataclasses.replace(settings, dtype="fp32"))
+    scaler = torch.amp.GradScaler(torch.device(settings.device).type, enabled=settings.dtype == "float16")
+    inputs = make_inputs(dataclasses.replace(settings, dtype="float32"))
     labels = _labels_to(make_synthetic_labels(settings, model.config.num_labels), settings.device)
 
     def step():
@@ -820,7 +820,7 @@ def _count_flops(settings: BenchmarkSettings, device: str) -> dict[str, dict[Any
 
     # Eager attention: FlopCounterMode has no formula for the CPU/meta SDPA kernel, and the eager matmuls are the
     # same arithmetic.
-    counted = dataclasses.replace(settings, dtype="fp32", autocast=False, attn_implementation="eager")
+    counted = dataclasses.replace(settings, dtype="float32", autocast=False, attn_implementation="eager")
     model = build_model(counted, device=device)
     # FlopCounterMode's module tracker hooks tensors that require grad; counting needs no gradients.
     model.requires_grad_(False)
@@ -947,20 +947,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help="frame width before padding (default 640)")
     parser.add_argument("--num-frames", type=int, default=None, help="clip length T (36; training 5)")
     parser.add_argument("--batch-size", type=int, default=None, help="clips per step (1; training 2)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=defaults.dtype)
-    parser.add_argument("--autocast", action="store_true", help="bf16/fp16 via torch.autocast on fp32 weights")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=defaults.dtype, help="weights dtype (cast)")
     parser.add_argument(
-        "--attn-implementation", choices=ATTENTION_IMPLEMENTATIONS, default=defaults.attn_implementation
+        "--autocast", action="store_true", help="bfloat16/float16 via torch.autocast on float32 weights"
+    )
+    parser.add_argument(
+        "--attn-implementation",
+        choices=ATTENTION_IMPLEMENTATIONS,
+        default=defaults.attn_implementation,
+        help="attention kernels (transformers' attention interface)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
         "--compile-mode", choices=COMPILE_MODES, default=defaults.compile_mode, help="reduce-overhead = CUDA graphs"
     )
-    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--device", default=defaults.device, help="torch device, e.g. cpu, cuda, cuda:1")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--warmup", type=int, default=defaults.warmup)
-    parser.add_argument("--repeats", type=int, default=defaults.repeats)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed runs before measuring")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed runs")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the random weights and inputs")
     parser.add_argument(
         "--config-override",
         action="append",
@@ -974,7 +979,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare",
         nargs=2,
         metavar=("A", "B"),
-        help='two settings as "key=value,..." overrides of the options, e.g. "dtype=fp32" "dtype=bf16"',
+        help='two settings as "key=value,..." overrides of the options, e.g. "dtype=float32" "dtype=bfloat16"',
     )
     parser.add_argument(
         "--lengths",

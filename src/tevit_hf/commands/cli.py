@@ -11,6 +11,9 @@ import importlib
 import logging
 import sys
 
+import tevit_hf
+
+from ..argparse_help import DefaultsHelpFormatter
 from ..errors import DEBUG_ENVIRONMENT_VARIABLE, EXIT_USAGE, run_with_error_layer
 
 
@@ -25,14 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tevit-hf", description="TeViT video instance segmentation tools.")
+    parser = argparse.ArgumentParser(
+        prog="tevit-hf", description="TeViT video instance segmentation tools.", formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ...)")
     parser.add_argument(
         "--debug", action="store_true", help=f"show the traceback of an error (also: {DEBUG_ENVIRONMENT_VARIABLE}=1)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        subparser = subparsers.add_parser(
+            name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter
+        )
         subparser.set_defaults(_module=module_name)
         if name in _requested_commands():
             importlib.import_module(module_name).add_arguments(subparser)
@@ -53,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     program = f"tevit-hf {args.command}"
-    return run_with_error_layer(program, lambda: importlib.import_module(args._module).run(args), debug=args.debug)
+    return run_with_error_layer(program, lambda: _run_command(args), debug=args.debug)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    # The package defers its imports and Auto-class registrations under this command (fast `--help`); a command
+    # runs with them in place, as in any other program that imports tevit_hf.
+    tevit_hf.register_auto_classes()
+    return importlib.import_module(args._module).run(args)
 
 
 if __name__ == "__main__":

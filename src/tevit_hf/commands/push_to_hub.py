@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..argparse_help import DefaultsHelpFormatter
 from ..errors import TeViTError, run_with_error_layer
 from ..file_utils import staged_directory
 from ..model_loading import (
@@ -347,7 +348,8 @@ def upload_folder(
 
 def build_argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Build, validate and upload a TeViT model repository to the Hugging Face Hub."
+        description="Build, validate and upload a TeViT model repository to the Hugging Face Hub.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--model-dir", required=True, help="saved TeViT folder (config, safetensors, processor)")
     parser.add_argument("--model-card", required=True, help="model card markdown (e.g. model_cards/<variant>.md)")
@@ -360,7 +362,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-fresh-process-check", action="store_true", help="skip the load in a new process")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", help="Hub token (default: the cached login / HF_TOKEN)")
-    parser.add_argument("--commit-message", default="Upload TeViT model")
+    parser.add_argument("--commit-message", default="Upload TeViT model", help="message of the Hub commit")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 

@@ -14,6 +14,9 @@ Layout written under `output_dir`:
     videos/<video_name>.mp4                  the same frames as a video (for the demo), optional
     annotations.json                         YouTube-VIS json, written last
 
+`SyntheticSplits` is the train/val pair (`<root>/train`, `<root>/val`) that both `tevit-hf make-synthetic` and
+`scripts/train.py --synthetic` write, with the same defaults, so a dataset made by one is reused by the other.
+
 A video depends only on (`seed`, its index), so a larger dataset with the same seed starts with the same videos.
 """
 
@@ -525,7 +528,67 @@ def write_synthetic_vis_dataset(config: SyntheticVisConfig, output_dir: str | os
     return annotation_path
 
 
+@dataclass(frozen=True)
+class SyntheticSplits:
+    """The synthetic train/val pair: the same distribution, different seeds (the val videos are unseen).
+
+    The defaults are those of `tevit-hf make-synthetic` and `scripts/train.py --synthetic` alike.
+    """
+
+    num_train_videos: int = 64
+    num_val_videos: int = 16
+    num_frames: int = 8
+    height: int = 96
+    width: int = 128
+    num_classes: int = 4
+    max_instances: int = 3
+    min_instances: int = 1
+    seed: int = 0
+    class_colours: bool = False
+    mp4: str = "none"
+    fps: int = 6
+
+    def configs(self) -> dict[str, SyntheticVisConfig]:
+        """`{"train": ..., "val": ...}`; each config is validated here, before anything is written."""
+        common = asdict(self)
+        num_videos = {name: common.pop(f"num_{name}_videos") for name in SPLIT_DIRNAMES}
+        seed = common.pop("seed")
+        return {
+            name: SyntheticVisConfig(num_videos=num_videos[name], seed=seed + offset, **common)
+            for name, offset in zip(SPLIT_DIRNAMES, (0, VAL_SEED_OFFSET))
+        }
+
+
+SPLIT_DIRNAMES = ("train", "val")
+# The validation videos use another seed so that they are unseen during training.
+VAL_SEED_OFFSET = 1_000_003
+# Fields that change only the optional MP4 copies, not the frames or annotations a model trains on.
+_MP4_ONLY_FIELDS = ("mp4", "fps")
+
+
+def recorded_config(root: str | os.PathLike) -> dict | None:
+    """The generator config recorded in `root`'s annotation json, or None where none is readable."""
+    try:
+        return json.loads((Path(root) / ANNOTATION_FILENAME).read_text(encoding="utf-8"))["info"]["config"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def config_differences(config: SyntheticVisConfig, recorded: dict) -> list[str]:
+    """Fields (other than the MP4 copies') where `recorded` (see `recorded_config`) differs from `config`."""
+    expected = json.loads(json.dumps(asdict(config), default=list))
+    return [
+        f"{key}: {recorded.get(key)!r} there, {value!r} asked"
+        for key, value in expected.items()
+        if key not in _MP4_ONLY_FIELDS and recorded.get(key) != value
+    ]
+
+
 __all__: Sequence[str] = [
+    "SPLIT_DIRNAMES",
+    "SyntheticSplits",
+    "config_differences",
+    "recorded_config",
     "CLASS_COLOURS",
     "SHAPE_CLASSES",
     "TEXTURES",

@@ -13,7 +13,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..argparse_help import DefaultsHelpFormatter
 from ..data.clip_sampling import SAMPLING_MODES
+from ..data.synthetic import SyntheticSplits
 from ..data.transforms import DEFAULT_TRAIN_SCALES, SCALE_MODES
 from ..errors import TeViTError
 from .optimization import OFFICIAL_MAX_STEPS, OFFICIAL_WARMUP_START_FACTOR, SCHEDULER_TYPES
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train or fine-tune TeViT for video instance segmentation with Accelerate "
         "(`accelerate launch scripts/train.py ...`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     _add_model_arguments(parser)
     _add_dataset_arguments(parser)
@@ -119,14 +121,18 @@ def _add_synthetic_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--synthetic_dir", default=None, help="where the synthetic data goes (<output_dir>/synthetic_data)"
     )
-    group.add_argument("--synthetic_num_train_videos", type=int, default=64)
-    group.add_argument("--synthetic_num_val_videos", type=int, default=16)
-    group.add_argument("--synthetic_num_frames", type=int, default=8)
-    group.add_argument("--synthetic_height", type=int, default=96)
-    group.add_argument("--synthetic_width", type=int, default=128)
-    group.add_argument("--synthetic_num_classes", type=int, default=4)
-    group.add_argument("--synthetic_max_instances", type=int, default=3)
-    group.add_argument("--synthetic_seed", type=int, default=0)
+    defaults = SyntheticSplits()
+    for name, help_text in (
+        ("num_train_videos", "videos in the train split"),
+        ("num_val_videos", "videos in the val split (unseen: another seed)"),
+        ("num_frames", "frames per video"),
+        ("height", "frame height"),
+        ("width", "frame width"),
+        ("num_classes", "shape classes (at most 8)"),
+        ("max_instances", "most instances per video"),
+        ("seed", "seed of the train split (val: seed + 1,000,003)"),
+    ):
+        group.add_argument(f"--synthetic_{name}", type=int, default=getattr(defaults, name), help=help_text)
     group.add_argument(
         "--synthetic_class_colours",
         action="store_true",
@@ -157,7 +163,7 @@ def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
         default="range",
         help="'range': long/short edges drawn between the two scales (official); 'value': one of them",
     )
-    group.add_argument("--flip_probability", type=float, default=0.5)
+    group.add_argument("--flip_probability", type=float, default=0.5, help="probability of a horizontal clip flip")
     group.add_argument(
         "--test_size",
         type=parse_size,
@@ -174,8 +180,8 @@ def _add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
     """Batch, AdamW (with the backbone's lr multiplier) and gradient clipping."""
     group = parser.add_argument_group("optimization")
     group.add_argument("--per_device_train_batch_size", type=int, default=2, help="clips per device and step")
-    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    group.add_argument("--learning_rate", type=float, default=2.5e-4)
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
+    group.add_argument("--learning_rate", type=float, default=2.5e-4, help="AdamW peak learning rate (official)")
     group.add_argument(
         "--backbone_lr_multiplier",
         type=float,
@@ -183,9 +189,9 @@ def _add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
         help="lr multiplier of every model.backbone.* parameter (messenger tokens included)",
     )
     group.add_argument("--weight_decay", type=float, default=1e-4, help="AdamW weight decay, on every parameter")
-    group.add_argument("--adam_beta1", type=float, default=0.9)
-    group.add_argument("--adam_beta2", type=float, default=0.999)
-    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
+    group.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2")
+    group.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
     group.add_argument("--max_grad_norm", type=float, default=0.1, help="L2 gradient clipping (0 = none)")
 
 
@@ -199,7 +205,12 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"optimizer steps (default {OFFICIAL_MAX_STEPS} unless --num_train_epochs is given)",
     )
     group.add_argument("--num_train_epochs", type=int, default=None, help="epochs, if --max_train_steps is not set")
-    group.add_argument("--lr_scheduler_type", choices=SCHEDULER_TYPES, default="step")
+    group.add_argument(
+        "--lr_scheduler_type",
+        choices=SCHEDULER_TYPES,
+        default="step",
+        help="learning-rate schedule after warm-up (step: the official drops)",
+    )
     group.add_argument(
         "--lr_drop_steps",
         type=int,
@@ -208,7 +219,7 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps where the 'step' schedule multiplies the lr by --lr_drop_gamma (default: the "
         "official 6100 8500 scaled to --max_train_steps)",
     )
-    group.add_argument("--lr_drop_gamma", type=float, default=0.1)
+    group.add_argument("--lr_drop_gamma", type=float, default=0.1, help="factor of each --lr_drop_steps drop")
     group.add_argument(
         "--warmup_steps",
         type=int,
@@ -233,7 +244,7 @@ def _add_precision_and_distribution_arguments(parser: argparse.ArgumentParser) -
         default=None,
         help="Accelerate mixed precision (default: the accelerate config / launcher setting)",
     )
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=int, default=0, help="seed of the model init, data order and augmentation")
     group.add_argument(
         "--sync_bn", action="store_true", help="convert the mask heads' BatchNorm to SyncBatchNorm (multi-GPU only)"
     )
@@ -307,7 +318,7 @@ def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Hub upload")
     group.add_argument("--push_to_hub", action="store_true", help="upload the final model folder to the Hub")
     group.add_argument("--hub_model_id", default=None, help="Hub repository (default: the output folder name)")
-    group.add_argument("--hub_private_repo", action="store_true")
+    group.add_argument("--hub_private_repo", action="store_true", help="create the Hub repository as private")
 
 
 def _add_debug_arguments(parser: argparse.ArgumentParser) -> None:

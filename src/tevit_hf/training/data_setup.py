@@ -7,7 +7,6 @@ argument, file and expected vs actual values.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -20,18 +19,22 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data.clip_dataset import YouTubeVISClipDataset
 from ..data.collate import ClipCollator
-from ..data.synthetic import ANNOTATION_FILENAME, FRAMES_DIRNAME, SyntheticVisConfig, write_synthetic_vis_dataset
+from ..data.synthetic import (
+    ANNOTATION_FILENAME,
+    FRAMES_DIRNAME,
+    SPLIT_DIRNAMES,
+    SyntheticSplits,
+    config_differences,
+    recorded_config,
+    write_synthetic_vis_dataset,
+)
 from ..data.youtube_vis import DEFAULT_FRAMES_DIRNAME, VisDatasetInfo, load_youtube_vis
 from ..errors import TeViTError
+from ..file_utils import staged_directory
 from ..image_processing_tevit import TeViTImageProcessor
 
 
 logger = logging.getLogger(__name__)
-
-SYNTHETIC_TRAIN_DIRNAME = "train"
-SYNTHETIC_VAL_DIRNAME = "val"
-# The validation videos use another seed so that they are unseen during training.
-SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
 
 
 class TrainingDataError(TeViTError, ValueError):
@@ -57,67 +60,41 @@ class ValidationSet:
     annotation_file: str
 
 
-def synthetic_configs(
-    num_train_videos: int,
-    num_val_videos: int,
-    num_frames: int,
-    height: int,
-    width: int,
-    num_classes: int,
-    max_instances: int,
-    seed: int,
-    class_colours: bool = False,
-) -> tuple[SyntheticVisConfig, SyntheticVisConfig]:
-    """Train and validation `SyntheticVisConfig`s: the same distribution, different seeds (unseen val videos)."""
-    common = dict(
-        num_frames=num_frames,
-        height=height,
-        width=width,
-        num_classes=num_classes,
-        max_instances=max_instances,
-        class_colours=class_colours,
-        mp4="none",
-    )
-    train = SyntheticVisConfig(num_videos=num_train_videos, seed=seed, **common)
-    val = SyntheticVisConfig(num_videos=num_val_videos, seed=seed + SYNTHETIC_VAL_SEED_OFFSET, **common)
-    return train, val
-
-
-def _dataset_matches(config: SyntheticVisConfig, root: Path) -> bool:
-    """Whether `root` already holds the dataset of `config` (its json records the generator config)."""
-    annotation_path = root / ANNOTATION_FILENAME
-    if not annotation_path.is_file():
-        return False
-    try:
-        recorded = json.loads(annotation_path.read_text(encoding="utf-8"))["info"]["config"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
-    expected = json.loads(json.dumps(config.__dict__, default=list))
-    return recorded == expected
-
-
 def prepare_synthetic_data(
-    root: str | os.PathLike, train_config: SyntheticVisConfig, val_config: SyntheticVisConfig, is_main_process: bool
+    root: str | os.PathLike, splits: SyntheticSplits, is_main_process: bool, replace_other: bool
 ) -> DataPaths:
     """Write the synthetic train/val datasets under `root` (main process only; reused when already there).
 
-    The caller must synchronise processes (`accelerator.wait_for_everyone()`) before reading the data.
+    A split folder holding another synthetic dataset (as `tevit-hf make-synthetic` with other settings writes) is
+    replaced only when `replace_other` (the default folder inside an output folder the user agreed to overwrite);
+    otherwise it is an error that names the differing settings. Each split lands as one unit. The caller must
+    synchronise processes (`accelerator.wait_for_everyone()`) before reading the data.
     """
     root = Path(root)
+    train_root, val_root = (root / name for name in SPLIT_DIRNAMES)
     paths = DataPaths(
-        train_annotations=str(root / SYNTHETIC_TRAIN_DIRNAME / ANNOTATION_FILENAME),
-        train_frames_dir=str(root / SYNTHETIC_TRAIN_DIRNAME / FRAMES_DIRNAME),
-        val_annotations=str(root / SYNTHETIC_VAL_DIRNAME / ANNOTATION_FILENAME),
-        val_frames_dir=str(root / SYNTHETIC_VAL_DIRNAME / FRAMES_DIRNAME),
+        train_annotations=str(train_root / ANNOTATION_FILENAME),
+        train_frames_dir=str(train_root / FRAMES_DIRNAME),
+        val_annotations=str(val_root / ANNOTATION_FILENAME),
+        val_frames_dir=str(val_root / FRAMES_DIRNAME),
     )
-    if is_main_process:
-        for config, name in ((train_config, SYNTHETIC_TRAIN_DIRNAME), (val_config, SYNTHETIC_VAL_DIRNAME)):
-            split_root = root / name
-            if _dataset_matches(config, split_root):
-                logger.info("reusing the synthetic %s split in %s", name, split_root)
-            else:
-                logger.info("generating the synthetic %s split (%d videos) in %s", name, config.num_videos, split_root)
-                write_synthetic_vis_dataset(config, split_root)
+    if not is_main_process:
+        return paths
+    for name, config in splits.configs().items():
+        split_root = root / name
+        recorded = recorded_config(split_root)
+        if recorded is not None and not config_differences(config, recorded):
+            logger.info("reusing the synthetic %s split in %s", name, split_root)
+            continue
+        if recorded is not None and not replace_other:
+            differences = "; ".join(config_differences(config, recorded))
+            raise TrainingDataError(
+                f"{split_root} holds another synthetic dataset ({differences}): give matching --synthetic_* "
+                "options, another --synthetic_dir, or delete that folder"
+            )
+        logger.info("generating the synthetic %s split (%d videos) in %s", name, config.num_videos, split_root)
+        with staged_directory(split_root, overwrite=True) as staging:
+            write_synthetic_vis_dataset(config, staging)
     return paths
 
 
@@ -260,5 +237,4 @@ __all__ = [
     "check_data_paths",
     "prepare_synthetic_data",
     "resolve_frames_dir",
-    "synthetic_configs",
 ]

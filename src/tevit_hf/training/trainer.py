@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..configuration_tevit import TeViTConfig
 from ..data.clip_dataset import YouTubeVISClipDataset
+from ..data.synthetic import SyntheticSplits
 from ..data.youtube_vis import VisDatasetInfo
 from ..evaluation.youtube_vis_eval import format_metrics_table
 from ..file_utils import write_json_atomic
@@ -58,7 +59,6 @@ from .data_setup import (
     check_data_paths,
     prepare_synthetic_data,
     resolve_frames_dir,
-    synthetic_configs,
 )
 from .evaluation_hook import evaluate_on_validation_set
 from .model_card import SYNTHETIC_DATASET_ID, render_model_card, write_model_card
@@ -135,7 +135,7 @@ def _build_accelerator(args: argparse.Namespace) -> Accelerator:
 
 def _data_paths(args: argparse.Namespace, accelerator: Accelerator) -> DataPaths:
     if args.synthetic:
-        train_config, val_config = synthetic_configs(
+        splits = SyntheticSplits(
             num_train_videos=args.synthetic_num_train_videos,
             num_val_videos=args.synthetic_num_val_videos,
             num_frames=args.synthetic_num_frames,
@@ -146,8 +146,12 @@ def _data_paths(args: argparse.Namespace, accelerator: Accelerator) -> DataPaths
             seed=args.synthetic_seed,
             class_colours=args.synthetic_class_colours,
         )
+        # The default folder lies inside the output folder, which the user owns for this run; a folder they name
+        # (e.g. from `tevit-hf make-synthetic`) is reused, never replaced.
         root = args.synthetic_dir or os.path.join(args.output_dir, SYNTHETIC_DIRNAME)
-        paths = prepare_synthetic_data(root, train_config, val_config, accelerator.is_main_process)
+        paths = prepare_synthetic_data(
+            root, splits, accelerator.is_main_process, replace_other=args.synthetic_dir is None
+        )
         accelerator.wait_for_everyone()
         return paths
     return DataPaths(
