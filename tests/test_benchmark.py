@@ -376,7 +376,9 @@ def test_compare_runs_both_settings_and_reports_their_ratio():
 
 
 def test_training_benchmark_runs_amp_steps():
-    result = benchmark_training(BenchmarkSettings(**{**vars(TINY), "dtype": "bfloat16", "repeats": 1, "batch_size": 2}))
+    result = benchmark_training(
+        BenchmarkSettings(**{**vars(TINY), "dtype": "bfloat16", "repeats": 1, "batch_size": 2})
+    )
     assert result["clips_per_s"] > 0 and result["frames_per_s"] == pytest.approx(2 * result["clips_per_s"])
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_cli_error, tiny_config
@@ -291,3 +292,49 @@ def test_outputs_follow_the_umask(model_dir, video, tmp_path):
     modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "out").iterdir()}
     assert modes == {"results.json": 0o644, "overlay.mp4": 0o644}
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: a real filesystem that runs out of space (needs root, as in CI; skipped elsewhere)."""
+    mount_point = tmp_path / "full_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_reported_as_such_and_leaves_nothing_half_written(full_disk, capsys):
+    from accelerate import Accelerator
+
+    from tevit_hf.commands.predict import build_results_payload, write_results_json
+    from tevit_hf.errors import run_with_error_layer
+    from tevit_hf.training.checkpointing import TrainingProgress, save_checkpoint
+
+    # A training checkpoint (torch's zip writer says only "unexpected pos N vs M" on a short write).
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(200, 200))  # 160 KB of weights for 64 KiB of disk
+    checkpoints = full_disk / "checkpoints"
+    code = run_with_error_layer("train.py", lambda: save_checkpoint(accelerator, checkpoints, TrainingProgress(3)))
+    message = capsys.readouterr().err.strip()
+    assert code == 1 and message.startswith("train.py: error: no space left on the device while writing "), message
+    assert str(checkpoints / "step_3") in message and "Traceback" not in message
+    assert sorted(path.name for path in checkpoints.iterdir()) == []  # no partial checkpoint, no `latest`
+    del model
+
+    # A results document that does not fit: the error names the file, and no temporary file stays.
+    instance = {"id": 0, "label": "a", "label_id": 0, "score": 0.5, "boxes": np.zeros((20_000, 4))}
+    instance |= {"visible": [True] * 20_000, "segmentations": [{"size": [1, 1], "counts": "01"}] * 20_000}
+    payload = build_results_payload([instance], "v.mp4", 20_000, None, (1, 1), {0: "a"})
+    results = full_disk / "results.json"
+    assert run_with_error_layer("tevit-hf predict", lambda: write_results_json(results, payload)) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("tevit-hf predict: error: no space left on the device while writing "), message
+    assert str(full_disk) in message and len(message.splitlines()) == 1
+    assert list(full_disk.iterdir()) == [checkpoints]

@@ -125,6 +125,35 @@ def test_summary_frames_are_the_frames_where_the_object_is_visible():
     assert row[-3:] == ["3", "1", "3"]  # frames, first, last
 
 
+def test_results_json_is_streamed_one_instance_at_a_time_and_reads_back_whole(tmp_path):
+    from tevit_hf.commands.predict import build_results_payload, write_results_json
+    from tevit_hf.masks_tevit import encode_masks_rle
+
+    rng = np.random.default_rng(0)
+    instances = []
+    for index in range(3):
+        masks = rng.random((4, 6, 7)) > 0.5
+        instances.append(
+            {
+                "id": index,
+                "label": "circle",
+                "label_id": 0,
+                "score": 0.5 + index / 10,
+                "boxes": rng.random((4, 4)) * 6,
+                "frame_valid": np.ones(4, dtype=bool),
+                "visible": masks.any(axis=(1, 2)),
+                "segmentations": encode_masks_rle(masks),
+            }
+        )
+    payload = build_results_payload(instances, "v.mp4", 4, 24.0, (6, 7), {0: "circle"}, settings={"stride": 2})
+    path = write_results_json(tmp_path / "results.json", payload)
+    expected = {**payload, "instances": list(payload["instances"])}
+    assert json.loads(path.read_text()) == json.loads(json.dumps(expected))
+    empty = write_results_json(tmp_path / "empty.json", build_results_payload([], "v.mp4", 4, None, (6, 7), {}))
+    assert json.loads(empty.read_text())["instances"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json", "results.json"]  # no temporary files left
+
+
 def test_model_demo_selects_the_bundled_model(tmp_path, monkeypatch):
     from tevit_hf.commands.demo import bundled_sample_video
 

@@ -65,26 +65,39 @@ def run_with_error_layer(program: str, function: Callable[[], int | None], debug
     except USER_ERROR_TYPES as error:
         if debug_requested(debug):
             raise
-        if _is_disk_full(error):
+        disk_full = is_disk_full(error)
+        if disk_full:
             error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), _filename(error))
-        hint = f" (details: --debug or {DEBUG_ENVIRONMENT_VARIABLE}=1)" if not isinstance(error, TeViTError) else ""
+        hint = (
+            ""
+            if isinstance(error, TeViTError) or disk_full
+            else f" (details: --debug or {DEBUG_ENVIRONMENT_VARIABLE}=1)"
+        )
         print(f"{program}: error: {describe_user_error(error)}{hint}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    except RuntimeError as error:
-        # torch reports a full disk during `torch.save` as an opaque RuntimeError from its zip writer.
-        if not debug_requested(debug) and _is_disk_full(error):
+    except Exception as error:
+        # Writers report a full disk in their own types: torch's zip writer as a RuntimeError, safetensors as a
+        # SafetensorError; anything else is a bug and keeps its traceback.
+        if not debug_requested(debug) and is_disk_full(error):
             print(f"{program}: error: {describe_user_error(OSError(errno.ENOSPC, '', None))}", file=sys.stderr)
             return EXIT_USER_ERROR
         raise
 
 
-def _is_disk_full(error: BaseException) -> bool:
+# How a full disk shows through the writers' own errors: OS and safetensors messages, and torch's zip writer
+# (`torch.save`, Accelerate's `save_state`), which reports the short write only as "[enforce fail at
+# inline_container.cc:...] . unexpected pos N vs M".
+_DISK_FULL_MARKERS = ("No space left on device", "StorageFull", "file write failed", "unexpected pos")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or an error it was raised from) is a write cut short by a full disk."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             return True
-        if "No space left on device" in str(error) or "file write failed" in str(error):
+        if any(marker in str(error) for marker in _DISK_FULL_MARKERS):
             return True
         error = error.__cause__ or error.__context__
     return False
@@ -108,6 +121,7 @@ __all__ = [
     "OutputExistsError",
     "TeViTError",
     "USER_ERROR_TYPES",
+    "is_disk_full",
     "describe_user_error",
     "run_with_error_layer",
 ]

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import OutputExistsError
 
@@ -22,24 +22,34 @@ def current_umask() -> int:
     return umask
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder, then `os.replace` it into place."""
+@contextlib.contextmanager
+def atomic_text_stream(path: str | os.PathLike) -> Iterator[TextIO]:
+    """A text stream to a temporary file in `path`'s folder, moved into place (`os.replace`) when the block ends
+    without error and removed otherwise: readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            yield stream
             stream.flush()
             # fsync so a power loss after the rename cannot expose an empty file.
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask (0644 usually)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and error.filename is None:  # a failed write() names no file; name ours
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
-    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` atomically (`atomic_text_stream`)."""
+    with atomic_text_stream(path) as stream:
+        stream.write(text)
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:

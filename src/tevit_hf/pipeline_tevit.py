@@ -254,7 +254,9 @@ class VideoInstanceSegmentationPipeline(Pipeline):
                 "visible": track["visible"],
             }
             if return_rle:
-                instance["segmentations"] = [dict(rle) for rle in track["segmentations"]]
+                # The tracker's own RLE dicts, not copies: a long video has tracks x frames of them (frames where a
+                # track is absent share one empty RLE). Treat them as read-only.
+                instance["segmentations"] = track["segmentations"]
             else:
                 # Dense masks are decoded here only, when asked for (the tracks stay RLE up to this point).
                 instance["masks"] = decode_masks_rle(track["segmentations"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..file_utils import staged_directory, write_json_atomic
+from ..file_utils import atomic_text_stream, staged_directory
 from ..model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
 from ..pipeline_tevit import resolve_clip_schedule
 from ..tracking_tevit import DEFAULT_CLIP_LENGTH
@@ -217,7 +218,7 @@ def predict_video(
             info.num_frames,
         )
     output_dir = Path(output_dir)
-    results_path = write_json_atomic(output_dir / RESULTS_FILENAME, payload)
+    results_path = write_results_json(output_dir / RESULTS_FILENAME, payload)
     overlay_paths = [
         write_overlay(
             iter_video_frames(video),
@@ -253,24 +254,6 @@ def build_results_payload(
     and `segmentations` (per frame a COCO RLE `{"size": [H, W], "counts": str}`); both are `null` where the object is
     not visible (the pipeline's `visible`: no prediction, or an empty mask, which YouTube-VIS scores alike). `results_to_youtube_vis` turns it into YouTube-VIS results entries.
     """
-    entries = []
-    for instance in instances:
-        visible = _as_list(instance["visible"])
-        boxes = np.asarray(_as_array(instance["boxes"]), dtype=np.float64)
-        segmentations = instance["segmentations"]
-        entries.append(
-            {
-                "id": int(instance["id"]),
-                "label": str(instance["label"]),
-                "label_id": int(instance["label_id"]),
-                "score": float(instance["score"]),
-                "boxes": [
-                    [round(float(v), 2) for v in box] if seen and np.isfinite(box).all() else None
-                    for box, seen in zip(boxes, visible)
-                ],
-                "segmentations": [dict(rle) if seen else None for rle, seen in zip(segmentations, visible)],
-            }
-        )
     return {
         "video": video,
         "num_frames": int(num_frames),
@@ -279,8 +262,55 @@ def build_results_payload(
         "width": int(frame_size[1]),
         **dict(settings or {}),
         "id2label": {str(key): str(value) for key, value in id2label.items()},
-        "instances": entries,
+        "instances": ResultEntries(instances),
     }
+
+
+class ResultEntries(Sequence):
+    """The `instances` of a results document, each built from a pipeline instance when it is read.
+
+    A long video's per-frame boxes as Python lists weigh several times the tracks they come from (111 tracks x
+    5,000 frames: about 100 MB), so the document never holds them all: `write_results_json` streams one entry at a
+    time, and every other reader (summary table, YouTube-VIS conversion, the metric) iterates the same way.
+    """
+
+    def __init__(self, instances: Sequence[Mapping[str, Any]]):
+        self._instances = instances
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return _results_entry(self._instances[index])
+
+
+def _results_entry(instance: Mapping[str, Any]) -> dict[str, Any]:
+    visible = _as_list(instance["visible"])
+    boxes = np.asarray(_as_array(instance["boxes"]), dtype=np.float64)
+    return {
+        "id": int(instance["id"]),
+        "label": str(instance["label"]),
+        "label_id": int(instance["label_id"]),
+        "score": float(instance["score"]),
+        "boxes": [
+            [round(float(v), 2) for v in box] if seen and np.isfinite(box).all() else None
+            for box, seen in zip(boxes, visible)
+        ],
+        "segmentations": [rle if seen else None for rle, seen in zip(instance["segmentations"], visible)],
+    }
+
+
+def write_results_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write a results document atomically, one instance at a time (the header indented, one instance per line)."""
+    header = {key: value for key, value in payload.items() if key != "instances"}
+    with atomic_text_stream(path) as stream:
+        stream.write(json.dumps(header, indent=2)[: -len("\n}")] + ',\n  "instances": [')
+        for index, entry in enumerate(payload["instances"]):
+            stream.write(("," if index else "") + "\n    " + json.dumps(entry))
+        stream.write("\n  ]\n}\n")
+    return Path(path)
 
 
 def results_to_youtube_vis(
@@ -370,10 +400,12 @@ def _as_list(values: Any) -> list[bool]:
 __all__ = [
     "Prediction",
     "add_arguments",
+    "ResultEntries",
     "build_results_payload",
     "format_summary_table",
     "predict_video",
     "results_to_youtube_vis",
+    "write_results_json",
     "run",
     "write_overlay",
 ]

@@ -15,6 +15,7 @@ would otherwise have to restore) is not used.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from accelerate import Accelerator
 from accelerate.utils import RNG_STATE_NAME
 from accelerate.utils import load as load_state_file
 
-from ..errors import TeViTError
+from ..errors import TeViTError, is_disk_full
 from ..file_utils import write_text_atomic
 
 
@@ -103,7 +104,14 @@ def save_checkpoint(
         if temporary_path.exists():
             shutil.rmtree(temporary_path)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary_path))
+    try:
+        accelerator.save_state(str(temporary_path))
+    except Exception as error:  # OSError, torch's RuntimeError, safetensors' SafetensorError
+        if not is_disk_full(error):
+            raise
+        # Named as what it is (torch's own message does not say), and no half-written checkpoint is left behind.
+        shutil.rmtree(temporary_path, ignore_errors=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final_path)) from error
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = {**asdict(progress), SCHEDULE_KEY: dict(schedule or {})}
