@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import USER_ERROR_TYPES, TeViTError, describe_user_error
 from ..model_loading import DEFAULT_DTYPE, DTYPE_CHOICES
 from ..tracking_tevit import DEFAULT_CLIP_LENGTH
@@ -83,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames < 1:
         raise AppInputError(f"--max-frames must be >= 1, got {args.max_frames}.")
+    # Which copy runs (a Space folder carries its own; `push_to_hub.py --space` checks this line).
+    logger.info("tevit_hf %s from %s", __version__, Path(__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory(prefix="tevit-app-") as temporary:
         app = TeViTApp(
             default_model=args.model,
