@@ -197,3 +197,14 @@ def test_browser_shows_the_error_of_a_bad_upload(browser_page, tmp_path):
     assert "Cannot open 'notes.mp4' as a video (corrupt or unsupported file)" in text
     assert "/tmp/" not in text and "gradio_api" not in text
     assert "Traceback" not in text
+
+
+def test_browser_example_loads_the_bundled_sample(browser_page):
+    page, url = browser_page
+    _open(page, url)
+    page.locator("#example-videos .gallery-item").first.click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video-input video'); return v && v.currentSrc.endsWith('.mp4'); }"
+    )
+    source = page.locator("#video-input video").evaluate("v => v.currentSrc")
+    assert page.request.get(source).body() == bundled_sample_video().read_bytes()

@@ -82,8 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..model_loading import check_device
+
     if args.max_frames < 1:
         raise AppInputError(f"--max-frames must be >= 1, got {args.max_frames}.")
+    check_device(args.device)  # before the page is served, not at the first request
     # Which copy runs (a Space folder carries its own; `push_to_hub.py --space` checks this line).
     logger.info("tevit_hf %s from %s", __version__, Path(__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory(prefix="tevit-app-") as temporary:
@@ -307,7 +310,12 @@ def build_demo(app: TeViTApp) -> Any:
                         elem_id="stride",
                     )
                 run_button = gr.Button("Segment", variant="primary", elem_id="segment-button")
-                gr.Examples(examples=[[str(bundled_sample_video())]], inputs=[video_input], label="Example")
+                with gr.Column(elem_id="example-videos"):
+                    gr.Examples(
+                        examples=[[str(bundled_sample_video())]],
+                        inputs=[video_input],
+                        label="Example: the bundled sample (synthetic shapes)",
+                    )
             with gr.Column():
                 overlay_output = gr.Video(label="Overlay", elem_id="overlay-video", interactive=False)
                 summary_output = gr.Markdown(elem_id="summary")
