@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
-from tevit_hf.commands.app import AppInputError, TeViTApp
+from tevit_hf.commands.app import KEEP_RESULTS_S, REQUEST_PREFIX, AppInputError, TeViTApp
 from tevit_hf.commands.demo import bundled_sample_video
 from tevit_hf.commands.predict import summary_rows
 from tevit_hf.video_io import iter_video_frames, probe_video
@@ -78,6 +79,24 @@ def test_unknown_model_is_named(tmp_path, model, message):
         TeViTApp(output_root=tmp_path).segment(str(bundled_sample_video()), model=model)
 
 
+def test_unreachable_hub_model_is_named(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(AppInputError, match="Could not download model 'someone/no-such-tevit' from the Hub"):
+        TeViTApp(output_root=tmp_path).segment(str(bundled_sample_video()), model="someone/no-such-tevit")
+
+
+def test_old_request_folders_are_removed(tmp_path):
+    old, recent = tmp_path / f"{REQUEST_PREFIX}old", tmp_path / f"{REQUEST_PREFIX}recent"
+    for folder in (old, recent):
+        folder.mkdir()
+    os.utime(old, (time.time() - KEEP_RESULTS_S - 60,) * 2)
+    with pytest.raises(AppInputError):  # any request prunes first; this one is refused by the model check
+        TeViTApp(output_root=tmp_path).segment(str(bundled_sample_video()), model="no-such-folder")
+    assert not old.exists() and recent.exists()
+
+
 def test_segment_follows_the_clips_and_keeps_the_model(tmp_path):
     app = TeViTApp(output_root=tmp_path)
     calls = []
@@ -114,7 +133,9 @@ def browser_page():
     demo = launch(TeViTApp(max_frames=50), host="127.0.0.1", port=port, block=False)
     try:
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+            browser = playwright.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"], headless=True
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(TIMEOUT_MS)
             yield page, f"http://127.0.0.1:{port}/"

@@ -17,8 +17,10 @@ import argparse
 import html
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_FRAMES = 300
 TABLE_HEADERS = ["track id", "class", "score", "frames visible", "first visible frame", "last visible frame"]
 MAX_CLIP_LENGTH = 72
+# Request folders (and Gradio's copies of the outputs) older than this are removed, so a long-running Space does
+# not fill its disk.
+KEEP_RESULTS_S = 3600
+REQUEST_PREFIX = "request-"
 APP_TITLE = "TeViT video instance segmentation"
 
 
@@ -156,6 +162,8 @@ class TeViTApp:
         progress_callback: Callable[[int, int | None], None] | None = None,
     ) -> Prediction:
         """Segment one uploaded video; results.json and overlay.mp4 land in a new folder under `output_root`."""
+        self.output_root.mkdir(parents=True, exist_ok=True)
+        self._remove_old_requests()
         if not video:
             raise AppInputError("No video: upload a video file or pick the example first.")
         info = probe_video(video)
@@ -167,8 +175,7 @@ class TeViTApp:
         clip_length = _whole_number(clip_length, "clip length")
         stride = None if stride in (None, "", 0) else _whole_number(stride, "stride")
         model_dir = resolve_model(model or self.default_model)
-        self.output_root.mkdir(parents=True, exist_ok=True)
-        request_dir = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
+        request_dir = Path(tempfile.mkdtemp(prefix=REQUEST_PREFIX, dir=self.output_root))
         arguments = argparse.Namespace(
             output_dir=str(request_dir / "result"),
             overwrite=False,
@@ -190,6 +197,12 @@ class TeViTApp:
                 pipe=self._load(model_dir),
                 progress_callback=progress_callback,
             )
+
+    def _remove_old_requests(self) -> None:
+        cutoff = time.time() - KEEP_RESULTS_S
+        for folder in self.output_root.glob(f"{REQUEST_PREFIX}*"):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _load(self, model_dir: Path) -> Any:
         from ..model_loading import check_device, load_pipeline
@@ -274,7 +287,7 @@ def build_demo(app: TeViTApp) -> Any:
             f"**{summary}**",
         )
 
-    with gr.Blocks(title=APP_TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=APP_TITLE, analytics_enabled=False, delete_cache=(KEEP_RESULTS_S, KEEP_RESULTS_S)) as demo:
         gr.Markdown(
             f"# {APP_TITLE}\n"
             "[TeViT](https://arxiv.org/abs/2204.08412) (CVPR 2022) segments and tracks every object of a video. "
