@@ -218,7 +218,8 @@ class TeViTApp:
 
 def resolve_model(model: str) -> Path:
     """The local folder of `model`: `demo` (the bundled demo model), an existing folder, or a Hub repo id
-    (downloaded with `huggingface_hub.snapshot_download`, safetensors and code only)."""
+    (downloaded with `huggingface_hub.snapshot_download`: configs and safetensors only; the strict loader runs the
+    package's own classes, never a repository's code)."""
     model = model.strip()
     if model == BUNDLED_MODEL_NAME and not Path(model).exists():
         from .demo import bundled_demo_model_dir
@@ -235,7 +236,7 @@ def resolve_model(model: str) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        folder = snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.py"])
+        folder = snapshot_download(model, allow_patterns=["*.json", "*.safetensors"])
     except (HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError, ValueError) as error:
         raise AppInputError(
             f"Could not download model {model!r} from the Hub: {describe_user_error(error)}"
