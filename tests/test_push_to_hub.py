@@ -3,7 +3,9 @@ real card as README.md included) in one commit, checked with the Hub client repl
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from tevit_hf.commands.push_to_hub import (
     HUB_CODE_FILES,
     UploadFolderError,
     build_upload_folder,
+    check_space_starts,
     main,
     validate_upload_folder,
 )
@@ -165,3 +168,65 @@ def test_script_entry_point():
         [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), "--help"], capture_output=True, text=True
     )
     assert completed.returncode == 0 and "--dry-run" in completed.stdout
+
+
+def _needs_gradio():
+    if importlib.util.find_spec("gradio") is None:
+        reason = 'the Space needs Gradio, the [app] extra: pip install -e ".[app]"'
+        if os.environ.get("TEVIT_HF_REQUIRE_BROWSER", "") not in ("", "0"):
+            pytest.fail(f"{reason} (TEVIT_HF_REQUIRE_BROWSER is set: CI must run the app tests)")
+        pytest.skip(reason)
+
+
+def test_space_dry_run_builds_a_folder_that_starts_alone(tmp_path, capsys):
+    _needs_gradio()
+    from huggingface_hub import SpaceCard
+
+    output_dir = tmp_path / "space"
+    api = RecordingHubApi()
+    # The dry run starts `python app.py` from the folder in a fresh process and waits for HTTP 200.
+    assert main(["--space", "--dry-run", "--output-dir", str(output_dir)], api=api) == 0
+    assert api.created_repos == [] and api.commits == []
+    printed = capsys.readouterr().out
+    assert f"Space folder {output_dir} is valid" in printed and "Dry run: nothing was uploaded." in printed
+    card = SpaceCard.load(output_dir / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.sdk_version
+    requirements = (output_dir / "requirements.txt").read_text().splitlines()
+    assert any(line.startswith("torch") for line in requirements)
+    assert any(line.startswith("transformers") for line in requirements)
+    assert not any(path.is_symlink() for path in output_dir.rglob("*"))
+    assert (output_dir / "tevit_hf" / "assets" / "demo_model" / "modeling_tevit.py").read_text() == (
+        REPO_ROOT / "src" / "tevit_hf" / "modeling_tevit.py"
+    ).read_text()
+
+
+def test_space_start_check_reports_an_app_that_does_not_serve(tmp_path):
+    folder = tmp_path / "space"
+    folder.mkdir()
+    (folder / "app.py").write_text("raise SystemExit('the app is broken')\n")
+    (problem,) = check_space_starts(folder, timeout_s=60)
+    assert "did not serve its page (exited with code 1)" in problem and "the app is broken" in problem
+
+
+def test_space_upload_ships_the_model_and_creates_a_gradio_space(model_dir, tmp_path):
+    _needs_gradio()
+    api = RecordingHubApi()
+    argv = [
+        "--space", "--model-dir", str(model_dir), "--repo-id", "someone/tevit-space",
+        "--output-dir", str(tmp_path / "space"), "--skip-fresh-process-check",
+    ]  # fmt: skip
+    assert main(argv, api=api) == 0
+    assert api.created_repos == [
+        ("someone/tevit-space", {"repo_type": "space", "private": False, "exist_ok": True, "space_sdk": "gradio"})
+    ]
+    (commit,) = api.commits
+    assert commit["repo_type"] == "space" and commit["message"] == "Upload TeViT Space"
+    files = commit["files"]
+    assert {"app.py", "requirements.txt", "README.md", "model/config.json", "model/model.safetensors"} <= set(files)
+    assert "DEFAULT_MODEL = 'model'" in files["app.py"].decode()
+    assert files["model/model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+
+
+def test_model_repository_still_needs_its_folder_and_card(model_dir):
+    with pytest.raises(SystemExit, match="--model-dir and --model-card are required"):
+        main(["--model-dir", str(model_dir), "--dry-run"], api=RecordingHubApi())

@@ -22,7 +22,7 @@ Inputs (one video or a batch, told apart by `video_io.split_video_batch`, the ru
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,8 @@ class VideoInstanceSegmentationPipeline(Pipeline):
         return_rle (`bool`, defaults to `False`): per-frame COCO RLEs under `segmentations` instead of dense `masks`
             (recommended for long or large videos: dense masks of a whole video take `T * H * W` bytes per instance).
         show_progress (`bool`, defaults to `False`): a progress bar over clips.
+        progress_callback (`Callable[[int, int | None], None]`, *optional*): called after each clip with
+            `(clips_done, total_clips)`, e.g. to feed a web UI's progress bar.
 
     Returns, per video, a list of instances sorted by descending score, each a dict with
         - `id` (`int`): track id; `label` (`str`): class name from `config.id2label`; `label_id` (`int`);
@@ -176,6 +178,7 @@ class VideoInstanceSegmentationPipeline(Pipeline):
         stride: int | None = None,
         return_rle: bool | None = None,
         show_progress: bool | None = None,
+        progress_callback: Callable[[int, int | None], None] | None = None,
         **unused: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
@@ -196,6 +199,10 @@ class VideoInstanceSegmentationPipeline(Pipeline):
             forward_params["stride"] = stride
         if show_progress is not None:
             forward_params["show_progress"] = bool(show_progress)
+        if progress_callback is not None:
+            if not callable(progress_callback):
+                raise ValueError(f"`progress_callback` must be callable, got {type(progress_callback).__name__}.")
+            forward_params["progress_callback"] = progress_callback
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
                 raise ValueError(f"`top_k` must be a positive int, got {top_k!r}.")
@@ -216,6 +223,7 @@ class VideoInstanceSegmentationPipeline(Pipeline):
         clip_length: int = DEFAULT_CLIP_LENGTH,
         stride: int = DEFAULT_STRIDE,
         show_progress: bool = False,
+        progress_callback: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, Any]:
         source = model_inputs["video"]
         tracker = TeViTNearOnlineTracker(
@@ -226,6 +234,7 @@ class VideoInstanceSegmentationPipeline(Pipeline):
             threshold=threshold,
             mask_threshold=self.model.config.mask_threshold if mask_threshold is None else mask_threshold,
             show_progress=show_progress,
+            progress_callback=progress_callback,
         )
         if source.num_frames is not None and source.num_frames > clip_length:
             logger.info(

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -461,6 +461,8 @@ class TeViTNearOnlineTracker:
         mask_threshold: mask binarisation threshold of the post-processing.
         box_iou_weight, mask_iou_weight, min_link_similarity, label_agreement_bonus: linking rule (`ClipLinker`).
         show_progress: show a tqdm progress bar over clips.
+        progress_callback: called after each clip with `(clips_done, total_clips)` (total None when the video
+            length is unknown), e.g. to drive a web UI's progress bar.
     """
 
     def __init__(
@@ -476,6 +478,7 @@ class TeViTNearOnlineTracker:
         min_link_similarity: float = DEFAULT_MIN_LINK_SIMILARITY,
         label_agreement_bonus: float = DEFAULT_LABEL_AGREEMENT_BONUS,
         show_progress: bool = False,
+        progress_callback: Callable[[int, int | None], None] | None = None,
     ) -> None:
         validate_clip_schedule(clip_length, stride)
         self.model = model
@@ -493,6 +496,7 @@ class TeViTNearOnlineTracker:
         }
         ClipLinker(**self.linker_kwargs)  # validate the linking arguments now, not at the first video
         self.show_progress = show_progress
+        self.progress_callback = progress_callback
 
     def predict_clip(self, clip_frames: Sequence[Any], start_frame: int = 0) -> ClipPrediction:
         """Run one clip through the clip runner (per-frame RLEs in the original frame size) for the linker."""
@@ -525,6 +529,8 @@ class TeViTNearOnlineTracker:
                 linker.add_clip(clip)
                 end_frame = start_frame + clip.num_frames
                 progress.update(1)
+                if self.progress_callback is not None:
+                    self.progress_callback(progress.n, total)
         return linker.finalize(end_frame)
 
 

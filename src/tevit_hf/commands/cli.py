@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("tevit_hf.commands.predict", "segment and track the instances of a video file or frame folder"),
     "demo": ("tevit_hf.commands.demo", "segment the bundled sample video with the bundled demo model and score it"),
     "benchmark": ("tevit_hf.commands.benchmark", "measure inference and training speed"),
+    "app": (
+        "tevit_hf.commands.app",
+        "serve a Gradio web demo (upload a video, see its tracks); needs the [app] extra",
+    ),
 }
 
 

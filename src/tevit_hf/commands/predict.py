@@ -128,19 +128,24 @@ def run_inference_arguments(
     video: str | os.PathLike,
     default_overlay_formats: Sequence[str],
     extra_outputs: Callable[[Path, Prediction], None] | None = None,
+    pipe: Any = None,
+    progress_callback: Callable[[int, int | None], None] | None = None,
 ) -> Prediction:
-    """The flow `predict` and `demo` share. Checks first (the video is readable, the device exists, the output
-    folder holds no earlier work unless `--overwrite`, it can be created), then loads the model strictly, segments
-    `video` with the options of `add_inference_arguments` and writes results.json, the overlays and
-    `extra_outputs(folder, prediction)` into a staging folder that becomes `--output-dir` as one unit. Prints the
-    summary table; the returned paths are in `--output-dir`."""
+    """The flow `predict`, `demo` and `app` share. Checks first (the video is readable, the device exists, the
+    output folder holds no earlier work unless `--overwrite`, it can be created), then loads the model strictly
+    (unless `pipe`, a pipeline already loaded from `model_dir`, is given: the app keeps its model between requests),
+    segments `video` with the options of `add_inference_arguments` and writes results.json, the overlays and
+    `extra_outputs(folder, prediction)` into a staging folder that becomes `--output-dir` as one unit.
+    `progress_callback(clips_done, total_clips)` follows the clips. Prints the summary table; the returned paths
+    are in `--output-dir`."""
     from ..model_loading import check_device, load_pipeline
 
     probe_video(video)
     check_device(args.device)
     output_dir = Path(args.output_dir)
     with staged_directory(output_dir, overwrite=args.overwrite) as staging:
-        pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
+        if pipe is None:
+            pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
         prediction = predict_video(
             pipe,
             video,
@@ -152,6 +157,7 @@ def run_inference_arguments(
             display_threshold=args.display_threshold,
             overlay_formats=args.overlay_format or default_overlay_formats,
             model_name=str(model_dir),
+            progress_callback=progress_callback,
         )
         if extra_outputs is not None:
             extra_outputs(staging, prediction)
@@ -176,8 +182,11 @@ def predict_video(
     overlay_formats: Sequence[str] = ("mp4",),
     model_name: str | None = None,
     show_progress: bool = True,
+    progress_callback: Callable[[int, int | None], None] | None = None,
 ) -> Prediction:
     """Run a `VideoInstanceSegmentationPipeline` on a video file / frame folder and write results and overlays.
+
+    `progress_callback(clips_done, total_clips)` is called after each clip (the pipeline's parameter).
 
     Returns:
         A `Prediction`; `results.json` and `overlay.<format>` are in `output_dir`.
@@ -191,7 +200,8 @@ def predict_video(
     if mask_threshold is not None:
         parameters["mask_threshold"] = mask_threshold
     started = time.perf_counter()
-    instances = pipe(os.fspath(video), return_rle=True, show_progress=show_progress, **parameters)
+    callback = {} if progress_callback is None else {"progress_callback": progress_callback}
+    instances = pipe(os.fspath(video), return_rle=True, show_progress=show_progress, **parameters, **callback)
     inference_seconds = time.perf_counter() - started
     payload = build_results_payload(
         instances,
@@ -353,28 +363,46 @@ def write_overlay(
     )
 
 
-def format_summary_table(payload: Mapping[str, Any], inference_seconds: float | None = None) -> str:
-    """A plain-text table of the instances of a `results.json` document, with a one-line header."""
+SUMMARY_COLUMNS = ("id", "label", "score", "frames", "first", "last")
+
+
+def summary_rows(payload: Mapping[str, Any]) -> list[tuple[int, str, float, int, int | None, int | None]]:
+    """One row per instance of a `results.json` document: id, label, score, number of frames where it is visible,
+    first and last visible frame (None when it is never visible). The CLI's table and the app's table."""
+    rows = []
+    for instance in payload["instances"]:
+        # Frames where the object is visible (segmentations are null where its mask is empty or missing).
+        present = [index for index, rle in enumerate(instance["segmentations"]) if rle is not None]
+        first, last = (present[0], present[-1]) if present else (None, None)
+        rows.append((int(instance["id"]), str(instance["label"]), float(instance["score"]), len(present), first, last))
+    return rows
+
+
+def summary_header(payload: Mapping[str, Any], inference_seconds: float | None = None) -> str:
+    """The one-line header of the summary: instances, frames, frame size and inference speed."""
     num_frames = payload["num_frames"]
     header = f"{len(payload['instances'])} instances in {num_frames} frames ({payload['width']}x{payload['height']})"
     if inference_seconds:
         header += f", inference {inference_seconds:.1f} s ({num_frames / inference_seconds:.1f} frames/s)"
-    rows = [("id", "label", "score", "frames", "first", "last")]
-    for instance in payload["instances"]:
-        # Frames where the object is visible (segmentations are null where its mask is empty or missing).
-        present = [index for index, rle in enumerate(instance["segmentations"]) if rle is not None]
+    return header
+
+
+def format_summary_table(payload: Mapping[str, Any], inference_seconds: float | None = None) -> str:
+    """A plain-text table of the instances of a `results.json` document, with a one-line header."""
+    rows = [SUMMARY_COLUMNS]
+    for track_id, label, score, frames, first, last in summary_rows(payload):
         rows.append(
             (
-                str(instance["id"]),
-                instance["label"],
-                f"{instance['score']:.3f}",
-                str(len(present)),
-                str(present[0]) if present else "-",
-                str(present[-1]) if present else "-",
+                str(track_id),
+                label,
+                f"{score:.3f}",
+                str(frames),
+                "-" if first is None else str(first),
+                "-" if last is None else str(last),
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = [header, ""]
+    lines = [summary_header(payload, inference_seconds), ""]
     for index, row in enumerate(rows):
         lines.append(
             "  ".join(
@@ -407,5 +435,7 @@ __all__ = [
     "results_to_youtube_vis",
     "write_results_json",
     "run",
+    "summary_header",
+    "summary_rows",
     "write_overlay",
 ]

@@ -14,19 +14,30 @@ so that `pipeline("video-instance-segmentation", model=repo_id, trust_remote_cod
 tevit_hf. `model.push_to_hub` would replace README.md by a generic card; here the folder, the real card included, is
 sent as one explicit commit. `--dry-run` builds and validates the folder (including a load in a fresh Python process
 where tevit_hf cannot be imported) and sends nothing.
+
+With `--space` it builds a Gradio Space instead (`build_space_folder`): `app.py` (runs `tevit-hf app`),
+`requirements.txt`, a README.md with the Space's YAML front matter (`sdk: gradio`), a copy of the tevit_hf package
+(with the bundled demo model and sample) and, with `--model-dir`, that model as `model/`. Its dry run starts the
+Space with `python app.py` from the folder alone, in a fresh process, and waits for the page (HTTP 200).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +77,17 @@ REQUIRED_CARD_TAG = VIDEO_INSTANCE_SEGMENTATION_TASK
 FRESH_PROCESS_TIMEOUT_S = 600
 # Frames and size of the clip the fresh-process check runs through the pipeline.
 _CHECK_CLIP_SHAPE = (2, 48, 64, 3)
+
+# The Space folder (`--space`).
+SPACE_APP_FILENAME = "app.py"
+SPACE_REQUIREMENTS_FILENAME = "requirements.txt"
+SPACE_PACKAGE_DIRNAME = "tevit_hf"
+SPACE_MODEL_DIRNAME = "model"
+SPACE_SDK = "gradio"
+# Seconds allowed for the Space to serve its page in a fresh process (imports of torch, transformers and gradio).
+SPACE_START_TIMEOUT_S = 300
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DISTRIBUTION_NAME = "tevit-hf"
 
 
 class UploadFolderError(TeViTError, ValueError):
@@ -323,11 +345,13 @@ def upload_folder(
     token: str | None = None,
     private: bool = False,
     commit_message: str = "Upload TeViT model",
+    repo_type: str = "model",
 ) -> Any:
     """Create the repository if needed and send every file of `folder` (README.md included) in one commit.
 
     Args:
         api: a `huggingface_hub.HfApi` (default: a new one with `token`); tests pass a recorder.
+        repo_type: `model`, or `space` for a Space folder (created as a Gradio Space).
     Returns:
         The `CommitInfo` of the commit.
     """
@@ -336,33 +360,287 @@ def upload_folder(
     folder = Path(folder)
     files = list_upload_files(folder)
     if CARD_FILENAME not in files:
-        raise UploadFolderError(f"{folder} has no {CARD_FILENAME}: refusing to publish a model without its card.")
+        raise UploadFolderError(
+            f"{folder} has no {CARD_FILENAME}: refusing to publish a {repo_type} without its card."
+        )
     api = api if api is not None else HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    space_options = {"space_sdk": SPACE_SDK} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **space_options)
     # README.md is an explicit operation of the same commit, so the real card (not a generated one) is published.
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
-    commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type="model")
+    commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
     logger.info("Uploaded %d files to %s", len(operations), repo_id)
     return commit
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The Space (`--space`)
+
+_SPACE_APP_TEMPLATE = """\
+\"\"\"TeViT video instance segmentation: the Gradio app of this Space (written by `scripts/push_to_hub.py --space`).
+
+Runs `tevit-hf app` from the copy of the tevit_hf package in this folder; locally: `python app.py [--port N]`
+(options: `python app.py --help`).
+\"\"\"
+
+import sys
+from pathlib import Path
+
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # this folder's tevit_hf comes before any installed one
+
+from tevit_hf.commands.app import main  # noqa: E402
+
+
+# The model the page offers first: a folder of this Space, a Hub repo id, or `demo` (the bundled demo model).
+DEFAULT_MODEL = {default_model!r}
+
+if __name__ == "__main__":
+    model = str(HERE / DEFAULT_MODEL) if (HERE / DEFAULT_MODEL).is_dir() else DEFAULT_MODEL
+    sys.exit(main(["--model", model, *sys.argv[1:]]))
+"""
+
+_SPACE_README_BODY = """
+# TeViT video instance segmentation
+
+Upload a video (or pick the example) and TeViT ([Temporally Efficient Vision Transformer, CVPR
+2022](https://arxiv.org/abs/2204.08412)) segments and tracks every object in it: the page shows the video with one
+stable colour per track, a table of the tracks (class, score, first and last visible frame) and `results.json`
+(per-frame boxes and COCO RLE masks) for download. Videos longer than the clip length run near-online over
+overlapping clips linked into tracks.
+
+Default model: `{default_model}`{default_model_note}. Type a saved TeViT folder or a Hub repo id in the
+*Model* box to use another one (for example a model published with `scripts/push_to_hub.py`).
+
+This folder was written by `scripts/push_to_hub.py --space` of tevit-hf, the Hugging Face Transformers port of
+[TeViT](https://github.com/hustvl/TeViT): `app.py` runs `tevit-hf app` from the copy of the `tevit_hf` package next
+to it. Run it locally with `pip install -r requirements.txt gradio=={gradio_version}` and `python app.py`.
+"""
+
+
+def build_space_folder(
+    output_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None = None,
+    default_model: str = "demo",
+    overwrite: bool = False,
+) -> UploadFolder:
+    """Build a Gradio Space folder: app.py, requirements.txt, README.md (Space front matter), the tevit_hf package.
+
+    Args:
+        output_dir: folder to build (built in a staging sibling and moved into place as one unit).
+        model_dir: a saved TeViT folder to ship with the Space as `model/` (loaded strictly, saved as a Hub folder);
+            it is then the page's default model.
+        default_model: the page's default model when no `model_dir` is given: `demo` (the bundled demo model) or a
+            Hub repo id.
+        overwrite: replace an existing `output_dir`.
+    """
+    gradio_version = _gradio_version()
+    requirements = space_requirements()
+    with staged_directory(output_dir, overwrite=overwrite) as staging:
+        # Symbolic links (the demo model's code) are copied as files: a Hub repository stores no links.
+        shutil.copytree(
+            PACKAGE_DIR, staging / SPACE_PACKAGE_DIRNAME, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        if model_dir is not None:
+            model, processor = load_model_and_processor(model_dir)
+            save_hub_folder(model, processor, staging / SPACE_MODEL_DIRNAME)
+            default_model = SPACE_MODEL_DIRNAME
+        (staging / SPACE_APP_FILENAME).write_text(
+            _SPACE_APP_TEMPLATE.format(default_model=default_model), encoding="utf-8"
+        )
+        (staging / SPACE_REQUIREMENTS_FILENAME).write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        space_card(default_model, gradio_version).save(staging / CARD_FILENAME)
+    files = list_upload_files(output_dir)
+    logger.info("Built the Space folder %s: %d files", output_dir, len(files))
+    return UploadFolder(Path(output_dir), files)
+
+
+def _gradio_version() -> str:
+    try:
+        return importlib.metadata.version("gradio")
+    except importlib.metadata.PackageNotFoundError as error:
+        raise TeViTError('--space needs Gradio (the Space\'s SDK version): pip install -e ".[app]"') from error
+
+
+def space_requirements() -> list[str]:
+    """The Space's requirements.txt lines: tevit-hf's own dependencies (its installed metadata, without extras).
+
+    Gradio is not listed: a Space installs the `sdk_version` of its README.
+    """
+    try:
+        requirements = importlib.metadata.requires(DISTRIBUTION_NAME) or []
+    except importlib.metadata.PackageNotFoundError as error:
+        raise TeViTError(
+            f"{DISTRIBUTION_NAME} is not installed, so its dependencies are unknown: pip install -e . first."
+        ) from error
+    return [requirement for requirement in requirements if "extra ==" not in requirement]
+
+
+def space_card(default_model: str, gradio_version: str) -> Any:
+    """The Space's README.md: `huggingface_hub.SpaceCard` with the Space configuration (`sdk: gradio`, ...)."""
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    is_repo_id = re.fullmatch(r"[\w.-]+/[\w.-]+", default_model) is not None
+    data = SpaceCardData(
+        title="TeViT video instance segmentation",
+        sdk=SPACE_SDK,
+        sdk_version=gradio_version,
+        app_file=SPACE_APP_FILENAME,
+        license="apache-2.0",
+        models=[default_model] if is_repo_id else None,
+        tags=[VIDEO_INSTANCE_SEGMENTATION_TASK, "tevit"],
+        emoji="🎞️",
+        colorFrom="indigo",
+        colorTo="green",
+        pinned=False,
+        short_description="Segment and track every object of a video (TeViT, CVPR 2022)",
+    )
+    notes = {"demo": " (a small TeViT trained on synthetic shapes, bundled with tevit-hf)"}
+    notes[SPACE_MODEL_DIRNAME] = " (the model folder shipped with this Space)"
+    body = _SPACE_README_BODY.format(
+        default_model=default_model, default_model_note=notes.get(default_model, ""), gradio_version=gradio_version
+    )
+    return SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def validate_space_folder(folder: str | os.PathLike, fresh_process: bool = True) -> list[str]:
+    """Check a Space folder; returns its file list.
+
+    Checks: app.py, requirements.txt, the tevit_hf package with its bundled demo model and sample, a README.md whose
+    front matter declares `sdk: gradio` and the app file, no symbolic links; with `fresh_process`, that
+    `python app.py` started from the folder alone serves the page (`check_space_starts`).
+
+    Raises:
+        UploadFolderError: every problem found, in one message.
+    """
+    from huggingface_hub import SpaceCard
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Space folder {str(folder)!r} does not exist.")
+    files = list_upload_files(folder)
+    required = [
+        SPACE_APP_FILENAME,
+        SPACE_REQUIREMENTS_FILENAME,
+        CARD_FILENAME,
+        f"{SPACE_PACKAGE_DIRNAME}/__init__.py",
+        f"{SPACE_PACKAGE_DIRNAME}/commands/app.py",
+        f"{SPACE_PACKAGE_DIRNAME}/assets/demo_model/{CONFIG_FILENAME}",
+        f"{SPACE_PACKAGE_DIRNAME}/assets/demo_sample/video.mp4",
+    ]
+    problems = [f"missing {name}" for name in required if name not in files]
+    problems += [f"{path.relative_to(folder)} is a symbolic link" for path in folder.rglob("*") if path.is_symlink()]
+    if CARD_FILENAME in files:
+        data = SpaceCard.load(folder / CARD_FILENAME).data
+        if data.sdk != SPACE_SDK:
+            problems.append(f"{CARD_FILENAME} declares sdk {data.sdk!r}, expected {SPACE_SDK!r}")
+        if data.app_file not in files:
+            problems.append(f"{CARD_FILENAME} names app_file {data.app_file!r}, which the folder lacks")
+    if not problems and fresh_process:
+        problems += check_space_starts(folder)
+    if problems:
+        raise UploadFolderError(f"Space folder {folder} is not ready: " + "; ".join(problems) + ".")
+    return files
+
+
+def check_space_starts(folder: str | os.PathLike, timeout_s: float = SPACE_START_TIMEOUT_S) -> list[str]:
+    """Start `python app.py` in `folder` in a fresh process (no PYTHONPATH, offline) on a free loopback port, wait
+    for the page (HTTP 200), stop it. Returns the problems found: it did not serve the page, or it ran a tevit_hf
+    from outside the folder."""
+    folder = Path(folder).resolve()
+    port = _free_port()
+    environment = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, SPACE_APP_FILENAME, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            served = _wait_for_page(f"http://127.0.0.1:{port}/", process, timeout_s)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.seek(0)
+        output = log.read()
+    if not served:
+        how = f"exited with code {process.returncode}" if process.returncode not in (None, -15) else "timed out"
+        return [f"`python {SPACE_APP_FILENAME}` did not serve its page ({how}):\n{output[-4000:]}"]
+    package = re.search(r"tevit_hf [^ ]+ from (.+)$", output, re.MULTILINE)
+    if package is None:
+        return [f"`python {SPACE_APP_FILENAME}` did not report which tevit_hf it runs:\n{output[-2000:]}"]
+    if not Path(package.group(1).strip()).resolve().is_relative_to(folder):
+        return [f"`python {SPACE_APP_FILENAME}` ran the tevit_hf of {package.group(1).strip()}, not the folder's copy"]
+    return []
+
+
+def _wait_for_page(url: str, process: subprocess.Popen, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def build_argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Build, validate and upload a TeViT model repository to the Hugging Face Hub.",
+        description="Build, validate and upload a TeViT model repository (or, with --space, a Gradio Space) to the "
+        "Hugging Face Hub.",
         formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("--model-dir", required=True, help="saved TeViT folder (config, safetensors, processor)")
-    parser.add_argument("--model-card", required=True, help="model card markdown (e.g. model_cards/<variant>.md)")
+    parser.add_argument(
+        "--model-dir",
+        help="saved TeViT folder (config, safetensors, processor); required for a model repository; with --space, "
+        "shipped with the Space as its default model (default there: the bundled demo model)",
+    )
+    parser.add_argument(
+        "--model-card", help="model card markdown (e.g. model_cards/<variant>.md); required unless --space"
+    )
     parser.add_argument("--repo-id", help="Hub repository, e.g. org/tevit-msgshift-b1-youtube-vis-2019")
+    parser.add_argument(
+        "--space",
+        action="store_true",
+        help="build a Gradio Space (app.py, requirements.txt, README.md, the tevit_hf package) instead of a model "
+        "repository; its dry run starts `python app.py` in a fresh process",
+    )
+    parser.add_argument(
+        "--space-model",
+        default="demo",
+        help="with --space and no --model-dir: the page's default model, `demo` (the bundled demo model) or a Hub "
+        "repo id (default: demo)",
+    )
     parser.add_argument("--output-dir", help="where to build the upload folder (default: a temporary folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.add_argument("--example-video", help="video for the example outputs (default: the bundled sample)")
     parser.add_argument("--no-examples", action="store_true", help="do not add example outputs")
     parser.add_argument("--dry-run", action="store_true", help="build and validate only; send nothing")
-    parser.add_argument("--skip-fresh-process-check", action="store_true", help="skip the load in a new process")
+    parser.add_argument(
+        "--skip-fresh-process-check",
+        action="store_true",
+        help="skip the load (with --space: the start of the app) in a new process",
+    )
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", help="Hub token (default: the cached login / HF_TOKEN)")
-    parser.add_argument("--commit-message", default="Upload TeViT model", help="message of the Hub commit")
+    parser.add_argument("--commit-message", help="commit message (default: Upload TeViT model / Upload TeViT Space)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
@@ -372,6 +650,8 @@ def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
     args = build_argument_parser().parse_args(argv)
     if not args.dry_run and not args.repo_id:
         raise SystemExit("--repo-id is required unless --dry-run")
+    if not args.space and not (args.model_dir and args.model_card):
+        raise SystemExit("--model-dir and --model-card are required (unless --space)")
     return run_with_error_layer("push_to_hub.py", lambda: _build_and_push(args, api), debug=args.debug)
 
 
@@ -382,17 +662,22 @@ def _build_and_push(args: argparse.Namespace, api: Any) -> int:
         output_dir = Path(temporary.name) / "upload"
     else:
         output_dir = Path(args.output_dir)
+    what = "Space folder" if args.space else "Upload folder"
     try:
-        built = build_upload_folder(
-            args.model_dir,
-            args.model_card,
-            output_dir,
-            example_video=args.example_video,
-            with_examples=not args.no_examples,
-            overwrite=args.overwrite,
-        )
-        files = validate_upload_folder(built.path, fresh_process=not args.skip_fresh_process_check)
-        print(f"Upload folder {built.path} is valid ({len(files)} files):")
+        if args.space:
+            built = build_space_folder(output_dir, args.model_dir, args.space_model, overwrite=args.overwrite)
+            files = validate_space_folder(built.path, fresh_process=not args.skip_fresh_process_check)
+        else:
+            built = build_upload_folder(
+                args.model_dir,
+                args.model_card,
+                output_dir,
+                example_video=args.example_video,
+                with_examples=not args.no_examples,
+                overwrite=args.overwrite,
+            )
+            files = validate_upload_folder(built.path, fresh_process=not args.skip_fresh_process_check)
+        print(f"{what} {built.path} is valid ({len(files)} files):")
         for name in files:
             print(f"  {name}")
         if args.dry_run:
@@ -404,7 +689,8 @@ def _build_and_push(args: argparse.Namespace, api: Any) -> int:
             api=api,
             token=args.token,
             private=args.private,
-            commit_message=args.commit_message,
+            commit_message=args.commit_message or ("Upload TeViT Space" if args.space else "Upload TeViT model"),
+            repo_type="space" if args.space else "model",
         )
         print(f"Uploaded to {args.repo_id}: {getattr(commit, 'commit_url', commit)}")
         return 0
@@ -417,12 +703,17 @@ __all__ = [
     "HUB_CODE_FILES",
     "UploadFolder",
     "UploadFolderError",
+    "build_space_folder",
     "build_upload_folder",
     "check_loads_without_tevit_hf",
+    "check_space_starts",
     "list_upload_files",
     "main",
     "save_hub_folder",
+    "space_card",
+    "space_requirements",
     "upload_folder",
     "validate_model_card",
+    "validate_space_folder",
     "validate_upload_folder",
 ]
