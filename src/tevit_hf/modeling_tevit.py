@@ -383,7 +383,7 @@ class TeViTBackboneLayer(nn.Module):
         stage_index: int,
         drop_path_rate: float,
         shift_strides: list[int] | None,
-        uses_messengers: bool = True,
+        messengers_read_later: bool = True,
     ):
         super().__init__()
         hidden_size = config.backbone_hidden_sizes[stage_index]
@@ -395,8 +395,9 @@ class TeViTBackboneLayer(nn.Module):
         # Ablation (paper Tab. 4/6): what happens to the messenger tokens where the block shifts them.
         manipulation = config.messenger_manipulation
         self.shift_strides = shift_strides if manipulation == "shift" else None
-        # CODEPATH: only the "MHSA + FFN" messenger ablation owns a mixing layer, in the blocks that would shift.
-        if manipulation == "mhsa_ffn" and shift_strides is not None and uses_messengers:
+        # CODEPATH: only the "MHSA + FFN" messenger ablation owns a mixing layer, in the blocks that would shift and
+        # whose messenger tokens are read afterwards (not the last block before the tokens are dropped).
+        if manipulation == "mhsa_ffn" and shift_strides is not None and messengers_read_later:
             self.messenger_mixer = TeViTTemporalMixingLayer(config, stage_index)
         else:
             self.messenger_mixer = None
@@ -497,8 +498,11 @@ class TeViTTemporalConv(nn.Module):
 def messengers_are_live(config: TeViTConfig, stage_index: int) -> bool:
     """Whether messenger tokens can influence stage `stage_index`'s output: not in a last stage with `sr_ratio == 1`,
     where they are never keys/values (official quirk)."""
-    is_last = stage_index == config.num_backbone_stages - 1
-    return not (is_last and config.backbone_sr_ratios[stage_index] == 1)
+    # Past the last stage the tokens are dropped; in a last stage with sr_ratio 1 (every PVTv2 layout) they are dead.
+    is_past_last = stage_index >= config.num_backbone_stages
+    return not is_past_last and not (
+        stage_index == config.num_backbone_stages - 1 and config.backbone_sr_ratios[stage_index] == 1
+    )
 
 
 class TeViTBackboneStage(nn.Module):
@@ -516,15 +520,18 @@ class TeViTBackboneStage(nn.Module):
                 layer_strides = None
             else:
                 layer_strides = strides if layer_index % 2 == 0 else reversed_strides
+            is_last = layer_index == depth - 1
+            read_later = uses_messengers and (not is_last or messengers_are_live(config, stage_index + 1))
             layers.append(
-                TeViTBackboneLayer(config, stage_index, drop_path_rates[layer_index], layer_strides, uses_messengers)
+                TeViTBackboneLayer(config, stage_index, drop_path_rates[layer_index], layer_strides, read_later)
             )
         self.layers = nn.ModuleList(layers)
         self.layer_norm = nn.LayerNorm(config.backbone_hidden_sizes[stage_index], eps=config.backbone_layer_norm_eps)
         self.uses_messengers = uses_messengers
-        # CODEPATH: frame-level aggregation ablation (paper Tab. 7), in the stages where messengers are live.
         self.frame_aggregation = None
+        # CODEPATH: no released checkpoint has a frame-aggregation layer; the Tab. 7 ablation adds one per live stage.
         if config.frame_aggregation != "none" and messengers_are_live(config, stage_index):
+            # CODEPATH: ablation only (no checkpoint): "conv" is a temporal conv, "mhsa_ffn" a mixing layer.
             layer_class = TeViTTemporalConv if config.frame_aggregation == "conv" else TeViTTemporalMixingLayer
             self.frame_aggregation = layer_class(config, stage_index)
 
@@ -605,6 +612,7 @@ class TeViTMsgShiftBackbone(nn.Module):
     def _replacement_messenger_tokens(self) -> torch.Tensor:
         """Zeros, or a fixed draw (seed 0, so evaluations repeat) from the messenger-token initialisation."""
         tokens = torch.zeros(self.messenger_tokens.shape, dtype=torch.float32)
+        # CODEPATH: ablation only (paper Tab. 12), no checkpoint sets it: "random" instead of "zero" tokens.
         if self.config.inference_messenger_tokens == "random":
             generator = torch.Generator().manual_seed(0)
             nn.init.trunc_normal_(tokens, std=self.config.initializer_range, generator=generator)
