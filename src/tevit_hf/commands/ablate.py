@@ -373,14 +373,16 @@ def format_tables(record: dict[str, Any]) -> str:
     seeds = record["seeds"]
     flops = record["flops"]
     flops_note = (
-        f"GFLOPs per frame at {flops['width']}x{flops['height']}, T={flops['num_frames']} (torch FlopCounterMode, "
+        f"GFLOPs per frame at {flops['height']}x{flops['width']} (height x width), T={flops['num_frames']} (torch "
+        "FlopCounterMode, "
         "1 multiply-add = 2 FLOPs)"
         if flops
         else "GFLOPs not counted"
     )
     lines = [
         f"Seeds {', '.join(map(str, seeds))}: AP is the mean +- sample standard deviation over the seeds, the other "
-        f"metrics are means (YouTube-VIS metric, %). {flops_note}. Paper: YouTube-VIS-2019 val, where quoted.",
+        f"metrics are means (YouTube-VIS metric, %). {flops_note}. Paper: YouTube-VIS-2019 val AP and GFLOPs, where "
+        "the specification quotes them.",
     ]
     for title, rows in ((table["title"], table["rows"]) for table in record["tables"].values()):
         lines += [
@@ -397,7 +399,7 @@ def format_tables(record: dict[str, Any]) -> str:
             cells = [row["label"], f"`{row['variant']}`", ap_text]
             cells += [f"{variant[metric]['mean']:.1f}" for metric in METRIC_NAMES[1:]]
             gflops = variant["gflops_per_frame"]
-            cells += [_optional(gflops, ".2f" if gflops is None or gflops >= 1 else ".4f")]
+            cells += [_optional(gflops, ".2f" if gflops is None or gflops >= 10 else ".3f")]
             cells += [f"{variant['num_parameters']:,}"]
             cells += [_optional(row["paper_ap"], ".1f"), _optional(row["paper_gflops"], ".2f")]
             lines.append("| " + " | ".join(cells) + " |")
