@@ -134,7 +134,6 @@ TABLES: dict[str, tuple[str, tuple[TableRow, ...]]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--output-dir", required=True, help="where the runs, the tables and the JSON go")
     parser.add_argument(
         "--tables", nargs="+", choices=list(TABLES), default=None, help="paper tables to reproduce (default: all)"
@@ -144,15 +143,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=list(VARIANTS),
         default=None,
-        help="run these variants (one table of them) instead of --tables",
+        help="run these variants (one table of them) instead of --tables (default: the tables' variants)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every variant")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every variant (default: 0 1 2)"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="remove an earlier ablation in --output-dir and start over"
     )
-    parser.add_argument("--flops-height", type=int, default=360, help="frame height of the GFLOPs count")
-    parser.add_argument("--flops-width", type=int, default=640, help="frame width of the GFLOPs count")
-    parser.add_argument("--flops-frames", type=int, default=36, help="clip length T of the GFLOPs count")
+    parser.add_argument(
+        "--flops-height", type=int, default=360, help="frame height of the GFLOPs count (default: 360)"
+    )
+    parser.add_argument("--flops-width", type=int, default=640, help="frame width of the GFLOPs count (default: 640)")
+    parser.add_argument("--flops-frames", type=int, default=36, help="clip length T of the GFLOPs count (default: 36)")
     parser.add_argument("--no-flops", action="store_true", help="skip the GFLOPs count")
     parser.add_argument(
         "train_args",
