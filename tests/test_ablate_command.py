@@ -78,6 +78,21 @@ def test_ablation_runs_resumes_and_refuses_to_overwrite(tmp_path, capsys, monkey
     )
     assert not (output_dir / "runs" / "no_shift").exists()
 
+    # An unfinished run (no result record) continues from its latest checkpoint instead of being refused.
+    from tevit_hf.training import train
+
+    trained = []
+
+    def recording_train(args):
+        trained.append(args)
+        return train(args)
+
+    (output_dir / "runs" / "tevit" / "seed_0" / ablate.RESULT_FILENAME).unlink()
+    monkeypatch.setattr("tevit_hf.training.train", recording_train)
+    assert main([*changed[:3], "--variants", "tevit", "--seeds", "0", "--no-flops", *changed[-len(TRAIN_ARGS) :]]) == 0
+    assert [args.resume_from_checkpoint for args in trained] == ["latest"]
+    assert (output_dir / "runs" / "tevit" / "seed_0" / ablate.RESULT_FILENAME).is_file()
+
 
 @pytest.mark.parametrize(
     ("extra", "pattern"),
