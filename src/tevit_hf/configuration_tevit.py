@@ -63,6 +63,14 @@ TINY_CONFIG_KWARGS: dict[str, Any] = {
     "num_selected_instances": 5,
 }
 
+# Ablation switches of the paper (section 4.4): field -> accepted values, the first being the released model's.
+ABLATION_CHOICES: dict[str, tuple[str, ...]] = {
+    "messenger_manipulation": ("shift", "none", "mhsa_ffn"),
+    "frame_aggregation": ("none", "conv", "mhsa_ffn"),
+    "query_interaction": ("stqi", "spatial", "fused", "temporal"),
+    "inference_messenger_tokens": ("learned", "zero", "random"),
+}
+
 _BACKBONE_LIST_FIELDS = (
     "backbone_hidden_sizes",
     "backbone_depths",
@@ -214,6 +222,25 @@ class TeViTConfig(PreTrainedConfig):
         Stochastic depth, linear over all backbone blocks.
     hidden_size (`int`, *optional*, defaults to `256`):
         FPN channels, RoI feature channels and query width.
+    messenger_manipulation (`str`, *optional*, defaults to `"shift"`):
+        Ablation switch (paper Tab. 4 and 6): what the backbone does with the messenger tokens at the end of every
+        block that shifts. `"shift"`: the MsgShifT temporal roll; `"none"`: tokens kept, never exchanged across
+        frames; `"mhsa_ffn"`: a new pre-norm attention + FFN layer over the T x M tokens of each clip (adds
+        parameters). Needs `num_messenger_tokens > 0` unless `"shift"`.
+    frame_aggregation (`str`, *optional*, defaults to `"none"`):
+        Ablation switch (paper Tab. 7): a new temporal layer on the output map of every backbone stage whose
+        messenger tokens are live (all but a last `sr_ratio == 1` stage). `"none"`; `"conv"`: residual depth-wise
+        temporal conv, kernel 3, zero-padded in time; `"mhsa_ffn"`: pre-norm attention + FFN over the T frames of
+        each position. The paper's "messenger shift" row is `messenger_manipulation="shift"` with `"none"` here.
+    query_interaction (`str`, *optional*, defaults to `"stqi"`):
+        Ablation switch (paper Tab. 4, 5 and 11) of the head's query attention (same parameters in every mode):
+        `"stqi"`: the spatial pass over the queries of a frame then the temporal pass over the frames of a query
+        (Eq. 4); `"spatial"`: the spatial pass only (QueryInst); `"fused"`: one pass over all T x N queries of a clip
+        (VisTR-style); `"temporal"`: the temporal pass only (Tab. 11).
+    inference_messenger_tokens (`str`, *optional*, defaults to `"learned"`):
+        Ablation switch (paper Tab. 12): the messenger tokens used at inference (training always uses the learned
+        ones). `"learned"`; `"zero"`; `"random"`: a fixed draw (seed 0) from the initialisation distribution,
+        truncated normal with std `initializer_range`. Needs `num_messenger_tokens > 0` unless `"learned"`.
 
     The defaults build the official MsgShifT PVTv2-B1 YouTube-VIS-2019 model (161,832,616 parameters, 40 classes).
 
@@ -296,6 +323,12 @@ class TeViTConfig(PreTrainedConfig):
 
     num_selected_instances: int = 10
     mask_threshold: float = 0.5
+
+    # Ablation switches (paper section 4.4; docs/ablations.md). The defaults build the released model.
+    messenger_manipulation: str = "shift"
+    frame_aggregation: str = "none"
+    query_interaction: str = "stqi"
+    inference_messenger_tokens: str = "learned"
 
     def __post_init__(self, **kwargs):
         # Aliases given to the constructor (`TeViTConfig(num_hidden_layers=3)`) set their field before the fields
@@ -389,6 +422,21 @@ class TeViTConfig(PreTrainedConfig):
             raise ValueError(f"The model needs at least one class, got num_labels={self.num_labels}.")
         if not 0.0 <= self.mask_threshold <= 1.0:
             raise ValueError(f"`mask_threshold` must be in [0, 1], got {self.mask_threshold}.")
+        self._check_ablation_switches()
+
+    def _check_ablation_switches(self) -> None:
+        for name, choices in ABLATION_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"TeViTConfig `{name}` must be one of {', '.join(map(repr, choices))}, got {getattr(self, name)!r}."
+                )
+        if self.num_messenger_tokens == 0:
+            for name in ("messenger_manipulation", "inference_messenger_tokens"):
+                if getattr(self, name) != ABLATION_CHOICES[name][0]:
+                    raise ValueError(
+                        f"TeViTConfig `{name}={getattr(self, name)!r}` needs messenger tokens, but "
+                        "`num_messenger_tokens` is 0."
+                    )
 
     @classmethod
     def from_pvt_v2_preset(cls, variant: str, **kwargs: Any) -> TeViTConfig:
@@ -399,4 +447,4 @@ class TeViTConfig(PreTrainedConfig):
         return cls(**{**PVT_V2_PRESETS[key], **kwargs})
 
 
-__all__ = ["TeViTConfig", "PVT_V2_PRESETS", "TINY_CONFIG_KWARGS", "YOUTUBE_VIS_2019_CLASSES"]
+__all__ = ["TeViTConfig", "ABLATION_CHOICES", "PVT_V2_PRESETS", "TINY_CONFIG_KWARGS", "YOUTUBE_VIS_2019_CLASSES"]

@@ -383,6 +383,7 @@ class TeViTBackboneLayer(nn.Module):
         stage_index: int,
         drop_path_rate: float,
         shift_strides: list[int] | None,
+        messengers_read_later: bool = True,
     ):
         super().__init__()
         hidden_size = config.backbone_hidden_sizes[stage_index]
@@ -391,7 +392,15 @@ class TeViTBackboneLayer(nn.Module):
         self.drop_path = TeViTDropPath(drop_path_rate)
         self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
         self.mlp = TeViTMixFeedForward(config, stage_index)
-        self.shift_strides = shift_strides
+        # Ablation (paper Tab. 4/6): what happens to the messenger tokens where the block shifts them.
+        manipulation = config.messenger_manipulation
+        self.shift_strides = shift_strides if manipulation == "shift" else None
+        # CODEPATH: only the "MHSA + FFN" messenger ablation owns a mixing layer, in the blocks that would shift and
+        # whose messenger tokens are read afterwards (not the last block before the tokens are dropped).
+        if manipulation == "mhsa_ffn" and shift_strides is not None and messengers_read_later:
+            self.messenger_mixer = TeViTTemporalMixingLayer(config, stage_index)
+        else:
+            self.messenger_mixer = None
 
     def forward(
         self,
@@ -419,7 +428,15 @@ class TeViTBackboneLayer(nn.Module):
         hidden_states, messenger_tokens = self._split(residual, num_patches, messenger_tokens is not None)
         if messenger_tokens is not None and self.shift_strides is not None:
             messenger_tokens = shift_messenger_tokens(messenger_tokens, self.shift_strides, num_frames)
+        elif messenger_tokens is not None and self.messenger_mixer is not None:
+            messenger_tokens = self._mix_messengers(messenger_tokens, num_frames)
         return hidden_states, messenger_tokens
+
+    def _mix_messengers(self, messenger_tokens: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """One attention + FFN layer over the T x M messenger tokens of each clip, `(B*T, M, C)` -> same shape."""
+        total_frames, num_tokens, channels = messenger_tokens.shape
+        per_clip = messenger_tokens.reshape(total_frames // num_frames, num_frames * num_tokens, channels)
+        return self.messenger_mixer(per_clip).reshape(total_frames, num_tokens, channels)
 
     @staticmethod
     def _split(tokens: torch.Tensor, num_patches: int, has_messengers: bool):
@@ -441,6 +458,53 @@ def shift_messenger_tokens(messenger_tokens: torch.Tensor, shift_strides: list[i
     return torch.cat(shifted, dim=2).view(total_frames, num_tokens, channels)
 
 
+class TeViTTemporalMixingLayer(nn.Module):
+    """Ablation layer (not in the released model): pre-norm attention + FFN over a token sequence of a backbone
+    stage, `(batch, L, C)` -> `(batch, L, C)`. The FFN is a plain MLP with the stage's MLP ratio; no position encoding.
+
+    Mixes the messenger tokens of a clip (`messenger_manipulation="mhsa_ffn"`) or the T frames of each position of a
+    stage output (`frame_aggregation="mhsa_ffn"`)."""
+
+    def __init__(self, config: TeViTConfig, stage_index: int):
+        super().__init__()
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        intermediate_size = hidden_size * config.backbone_mlp_ratios[stage_index]
+        self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+        self.attention = TeViTAttention(config, stage_index)
+        self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=config.backbone_layer_norm_eps)
+        self.dense1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[config.backbone_hidden_act]
+        self.dense2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.attention(self.layer_norm_1(hidden_states))[0]
+        return hidden_states + self.dense2(self.activation(self.dense1(self.layer_norm_2(hidden_states))))
+
+
+class TeViTTemporalConv(nn.Module):
+    """Ablation layer (not in the released model): residual depth-wise conv along time (kernel 3, zero padding),
+    the same kernel at every position of a stage output; `C * 3 + C` parameters."""
+
+    def __init__(self, config: TeViTConfig, stage_index: int):
+        super().__init__()
+        hidden_size = config.backbone_hidden_sizes[stage_index]
+        self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size=3, padding=1, groups=hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(batch, T, C)` sequences over time -> same shape."""
+        return hidden_states + self.conv(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+
+def messengers_are_live(config: TeViTConfig, stage_index: int) -> bool:
+    """Whether messenger tokens can influence stage `stage_index`'s output: not in a last stage with `sr_ratio == 1`,
+    where they are never keys/values (official quirk)."""
+    # Past the last stage the tokens are dropped; in a last stage with sr_ratio 1 (every PVTv2 layout) they are dead.
+    is_past_last = stage_index >= config.num_backbone_stages
+    return not is_past_last and not (
+        stage_index == config.num_backbone_stages - 1 and config.backbone_sr_ratios[stage_index] == 1
+    )
+
+
 class TeViTBackboneStage(nn.Module):
     def __init__(self, config: TeViTConfig, stage_index: int, drop_path_rates: list[float], uses_messengers: bool):
         super().__init__()
@@ -456,10 +520,20 @@ class TeViTBackboneStage(nn.Module):
                 layer_strides = None
             else:
                 layer_strides = strides if layer_index % 2 == 0 else reversed_strides
-            layers.append(TeViTBackboneLayer(config, stage_index, drop_path_rates[layer_index], layer_strides))
+            is_last = layer_index == depth - 1
+            read_later = uses_messengers and (not is_last or messengers_are_live(config, stage_index + 1))
+            layers.append(
+                TeViTBackboneLayer(config, stage_index, drop_path_rates[layer_index], layer_strides, read_later)
+            )
         self.layers = nn.ModuleList(layers)
         self.layer_norm = nn.LayerNorm(config.backbone_hidden_sizes[stage_index], eps=config.backbone_layer_norm_eps)
         self.uses_messengers = uses_messengers
+        self.frame_aggregation = None
+        # CODEPATH: no released checkpoint has a frame-aggregation layer; the Tab. 7 ablation adds one per live stage.
+        if config.frame_aggregation != "none" and messengers_are_live(config, stage_index):
+            # CODEPATH: ablation only (no checkpoint): "conv" is a temporal conv, "mhsa_ffn" a mixing layer.
+            layer_class = TeViTTemporalConv if config.frame_aggregation == "conv" else TeViTTemporalMixingLayer
+            self.frame_aggregation = layer_class(config, stage_index)
 
     def forward(
         self,
@@ -479,8 +553,19 @@ class TeViTBackboneStage(nn.Module):
         hidden_states = self.layer_norm(hidden_states)
         if messenger_tokens is not None:
             messenger_tokens = self.layer_norm(messenger_tokens)
+        if self.frame_aggregation is not None:
+            hidden_states = self._aggregate_frames(hidden_states, num_frames)
         feature_map = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, height, width)
         return feature_map, messenger_tokens
+
+    def _aggregate_frames(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The frame-aggregation layer over the T frames of every position of each clip, `(B*T, HW, C)`."""
+        total_frames, num_positions, channels = hidden_states.shape
+        batch_size = total_frames // num_frames
+        sequences = hidden_states.view(batch_size, num_frames, num_positions, channels).transpose(1, 2)
+        sequences = self.frame_aggregation(sequences.reshape(batch_size * num_positions, num_frames, channels))
+        sequences = sequences.view(batch_size, num_positions, num_frames, channels).transpose(1, 2)
+        return sequences.reshape(total_frames, num_positions, channels)
 
 
 class TeViTMsgShiftBackbone(nn.Module):
@@ -498,11 +583,9 @@ class TeViTMsgShiftBackbone(nn.Module):
         total_depth = sum(config.backbone_depths)
         rates = [config.drop_path_rate * index / max(total_depth - 1, 1) for index in range(total_depth)]
         stages, offset = [], 0
-        num_stages = config.num_backbone_stages
         for stage_index, depth in enumerate(config.backbone_depths):
-            dead = stage_index == num_stages - 1 and config.backbone_sr_ratios[stage_index] == 1
             # CODEPATH: every released MsgShifT checkpoint has messenger tokens; 0 gives a plain PVTv2 backbone.
-            uses_messengers = config.num_messenger_tokens > 0 and not dead
+            uses_messengers = config.num_messenger_tokens > 0 and messengers_are_live(config, stage_index)
             stages.append(TeViTBackboneStage(config, stage_index, rates[offset : offset + depth], uses_messengers))
             offset += depth
         self.stages = nn.ModuleList(stages)
@@ -514,13 +597,26 @@ class TeViTMsgShiftBackbone(nn.Module):
         messenger_tokens = None
         # CODEPATH: 0 messenger tokens = the "STQI only" variants without messenger shift.
         if self.config.num_messenger_tokens > 0:
-            messenger_tokens = self.messenger_tokens.expand(pixel_values.shape[0], -1, -1).to(pixel_values.dtype)
+            messenger_tokens = self.messenger_tokens
+            # CODEPATH: messenger tokens at inference ablation (paper Tab. 12); training always uses the learned ones.
+            if not self.training and self.config.inference_messenger_tokens != "learned":
+                messenger_tokens = self._replacement_messenger_tokens()
+            messenger_tokens = messenger_tokens.expand(pixel_values.shape[0], -1, -1).to(pixel_values.dtype)
         feature_maps = []
         hidden_states = pixel_values
         for stage in self.stages:
             hidden_states, messenger_tokens = stage(hidden_states, messenger_tokens, num_frames, **kwargs)
             feature_maps.append(hidden_states)
         return feature_maps
+
+    def _replacement_messenger_tokens(self) -> torch.Tensor:
+        """Zeros, or a fixed draw (seed 0, so evaluations repeat) from the messenger-token initialisation."""
+        tokens = torch.zeros(self.messenger_tokens.shape, dtype=torch.float32)
+        # CODEPATH: ablation only (paper Tab. 12), no checkpoint sets it: "random" instead of "zero" tokens.
+        if self.config.inference_messenger_tokens == "random":
+            generator = torch.Generator().manual_seed(0)
+            nn.init.trunc_normal_(tokens, std=self.config.initializer_range, generator=generator)
+        return tokens.to(self.messenger_tokens.device)
 
 
 class TeViTFeaturePyramidNetwork(nn.Module):
@@ -630,15 +726,27 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
         self.box_delta_predictor = nn.Linear(hidden_size, 4)
 
     def _query_interaction(self, queries: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """`(B*T, Q, D)`: spatial then temporal attention with shared weights -> `(B*T, Q, D)`."""
-        queries = self.self_attention_layer_norm(queries + self.dropout(self.self_attention(queries)[0]))
+        """`(B*T, Q, D)` -> `(B*T, Q, D)`. STQI (Eq. 4): spatial then temporal attention with shared weights;
+        the `query_interaction` ablations keep one of the passes, or attend over all T x Q queries of a clip at once.
+        """
+        mode = self.config.query_interaction
         total_frames, num_queries, hidden_size = queries.shape
         batch_size = total_frames // num_frames
+        if mode == "fused":
+            fused = self._attend(queries.reshape(batch_size, num_frames * num_queries, hidden_size))
+            return fused.reshape(total_frames, num_queries, hidden_size)
+        if mode in ("stqi", "spatial"):
+            queries = self._attend(queries)
+        if mode == "spatial":
+            return queries
         temporal = queries.view(batch_size, num_frames, num_queries, hidden_size).transpose(1, 2)
-        temporal = temporal.reshape(batch_size * num_queries, num_frames, hidden_size)
-        temporal = self.self_attention_layer_norm(temporal + self.dropout(self.self_attention(temporal)[0]))
+        temporal = self._attend(temporal.reshape(batch_size * num_queries, num_frames, hidden_size))
         temporal = temporal.view(batch_size, num_queries, num_frames, hidden_size).transpose(1, 2)
         return temporal.reshape(total_frames, num_queries, hidden_size)
+
+    def _attend(self, queries: torch.Tensor) -> torch.Tensor:
+        """Post-norm self-attention with residual over `(batch, length, D)`."""
+        return self.self_attention_layer_norm(queries + self.dropout(self.self_attention(queries)[0]))
 
     def forward(
         self,
@@ -861,6 +969,9 @@ def _init_backbone_leaf(module: nn.Module, parent: nn.Module | None) -> None:
     elif isinstance(module, nn.Conv2d):
         fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
         init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+        init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv1d):  # the temporal-conv ablation layer: like the new Linear layers
+        init.trunc_normal_(module.weight, std=0.02)
         init.zeros_(module.bias)
 
 

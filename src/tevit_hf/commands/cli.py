@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tevit_hf.commands.app",
         "serve a Gradio web demo (upload a video, see its tracks); needs the [app] extra",
     ),
+    "ablate": ("tevit_hf.commands.ablate", "train and evaluate the paper's ablation variants, write its tables"),
 }
 
 

@@ -103,8 +103,12 @@ def run_inference(
     stride: int = DEFAULT_STRIDE,
     device: str = "cpu",
     mask_threshold: float = 0.5,
+    config_overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run a saved TeViT model on the videos of a YouTube-VIS-format dataset; returns the results entries."""
+    """Run a saved TeViT model on the videos of a YouTube-VIS-format dataset; returns the results entries.
+
+    `config_overrides` changes config fields read at inference only (e.g. `inference_messenger_tokens`, an ablation
+    of the paper) after the strict load."""
     import torch
     from tqdm.auto import tqdm
 
@@ -114,6 +118,8 @@ def run_inference(
 
     # The one strict loader: safetensors only, and config and weights must agree (no randomly filled tensors).
     model, processor = load_model_and_processor(model_dir, device=device)
+    for key, value in (config_overrides or {}).items():
+        setattr(model.config, key, value)
     dataset, info = load_youtube_vis(annotation_file, frames_dir)
     if video_ids is not None:
         wanted = set(video_ids)

@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from ..configuration_tevit import TeViTConfig
 from ..data.clip_dataset import YouTubeVISClipDataset
-from ..data.synthetic import SyntheticSplits
 from ..data.youtube_vis import VisDatasetInfo
 from ..evaluation.youtube_vis_eval import format_metrics_table
 from ..file_utils import write_json_atomic
@@ -57,8 +56,7 @@ from .data_setup import (
     build_train_dataset,
     build_validation_set,
     check_data_paths,
-    prepare_synthetic_data,
-    resolve_frames_dir,
+    resolve_data_paths,
 )
 from .evaluation_hook import evaluate_on_validation_set
 from .model_card import SYNTHETIC_DATASET_ID, render_model_card, write_model_card
@@ -74,7 +72,6 @@ from .optimization import (
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_DIRNAME = "synthetic_data"
 EVAL_RESULTS_FILENAME = "eval_results.json"
 TRAIN_RESULTS_FILENAME = "train_results.json"
 _FINAL_TMP_DIRNAME = ".final_model.tmp"
@@ -134,32 +131,9 @@ def _build_accelerator(args: argparse.Namespace) -> Accelerator:
 
 
 def _data_paths(args: argparse.Namespace, accelerator: Accelerator) -> DataPaths:
-    if args.synthetic:
-        splits = SyntheticSplits(
-            num_train_videos=args.synthetic_num_train_videos,
-            num_val_videos=args.synthetic_num_val_videos,
-            num_frames=args.synthetic_num_frames,
-            height=args.synthetic_height,
-            width=args.synthetic_width,
-            num_classes=args.synthetic_num_classes,
-            max_instances=args.synthetic_max_instances,
-            seed=args.synthetic_seed,
-            class_colours=args.synthetic_class_colours,
-        )
-        # The default folder lies inside the output folder, which the user owns for this run; a folder they name
-        # (e.g. from `tevit-hf make-synthetic`) is reused, never replaced.
-        root = args.synthetic_dir or os.path.join(args.output_dir, SYNTHETIC_DIRNAME)
-        paths = prepare_synthetic_data(
-            root, splits, accelerator.is_main_process, replace_other=args.synthetic_dir is None
-        )
-        accelerator.wait_for_everyone()
-        return paths
-    return DataPaths(
-        train_annotations=args.train_annotations,
-        train_frames_dir=resolve_frames_dir(args.train_annotations, args.train_frames_dir),
-        val_annotations=args.val_annotations,
-        val_frames_dir=resolve_frames_dir(args.val_annotations, args.val_frames_dir) if args.val_annotations else None,
-    )
+    paths = resolve_data_paths(args, accelerator.is_main_process)
+    accelerator.wait_for_everyone()  # the main process may have just generated the synthetic data
+    return paths
 
 
 def _base_image_processor(model_name_or_path: str) -> TeViTImageProcessor:
