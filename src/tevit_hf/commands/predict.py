@@ -295,6 +295,16 @@ class ResultEntries(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         return _results_entry(self._instances[index])
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Sequence) else False
+        return all(mine == theirs for mine, theirs in zip(self, other))
+
+    __hash__ = None  # mutable-sequence semantics: equal by content, so not hashable
+
+    def __repr__(self) -> str:
+        return f"ResultEntries({len(self)} instances)"
+
 
 def _results_entry(instance: Mapping[str, Any]) -> dict[str, Any]:
     visible = _as_list(instance["visible"])
