@@ -6,7 +6,7 @@ Importing the package registers the config, model and processor with the Transfo
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForUniversalSegmentation
 
-from .configuration_tevit import PVT_V2_PRESETS, YOUTUBE_VIS_2019_CLASSES, TeViTConfig
+from .configuration_tevit import OFFICIAL_PRESETS, PVT_V2_PRESETS, YOUTUBE_VIS_2019_CLASSES, TeViTConfig
 from .image_processing_tevit import TeViTImageProcessor
 from .modeling_tevit import (
     TeViTForVideoInstanceSegmentation,
@@ -30,6 +30,7 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 __all__ = [
+    "OFFICIAL_PRESETS",
     "PVT_V2_PRESETS",
     "YOUTUBE_VIS_2019_CLASSES",
     "TeViTConfig",

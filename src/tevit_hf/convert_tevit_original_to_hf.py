@@ -175,6 +175,13 @@ def _match_rule(key: str, regex_name: str) -> tuple[KeyRule, dict[str, str]] | N
     return None
 
 
+def original_key_name(hf_key: str) -> str | None:
+    """The official (mmdet) name of the HF tensor `hf_key` (q/k/v pieces name their fused `in_proj`), or `None` when
+    no rule maps it (e.g. the keys of a Transformers backbone)."""
+    found = _match_rule(hf_key, "hf_regex")
+    return None if found is None else _format(found[0].original, found[1])
+
+
 def _format(template: str, fields: Mapping[str, str]) -> str:
     return _FIELD.sub(lambda match: fields[match.group(1)], template)
 

@@ -422,6 +422,7 @@ def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: 
         weight_decay=args.weight_decay,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
+        no_weight_decay_keys=args.no_weight_decay_keys,
     )
     train_loader, train_sampler = build_train_dataloader(
         data.train_dataset, args.per_device_train_batch_size, args.seed, args.num_workers
@@ -663,6 +664,8 @@ def _train_summary(
         "max_grad_norm": args.max_grad_norm,
         "lr_schedule": f"{schedule.scheduler_type}, warm-up {schedule.warmup_steps}, drops {list(schedule.drop_steps)}",
         "train_scales": [f"{long}x{short}" for long, short in args.train_scales],
+        "scale_mode": args.scale_mode,
+        "no_weight_decay_keys": list(args.no_weight_decay_keys),
         "test_size": f"{args.test_size[0]}x{args.test_size[1]}",
         "seed": args.seed,
         "wall_time_seconds": round(train_seconds, 1),
