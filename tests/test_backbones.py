@@ -26,7 +26,7 @@ from tevit_hf.training.model_setup import build_config
 HEIGHT, WIDTH = 64, 96
 FOUR_LEVELS = ["stage1", "stage2", "stage3", "stage4"]
 TINY_RESNET = {
-    "model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16, 24, 32], "depths": [1, 2, 1, 1],
+    "model_type": "resnet", "embedding_size": 8, "hidden_sizes": [16, 24, 32, 40], "depths": [1, 2, 1, 1],
     "layer_type": "bottleneck", "out_features": FOUR_LEVELS,
 }  # fmt: skip
 TINY_SWIN = {

@@ -116,6 +116,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="start from these weights (model folder or .safetensors/.bin file) instead of the model folder's own: "
         "tensors of another name or shape (e.g. a 40-class head for a 25-class dataset) are skipped and reported",
     )
+    group.add_argument(
+        "--backbone_init_from",
+        default=None,
+        help="ImageNet weights for the backbone, loaded before --init_from (file or folder): a Transformers PvtV2 "
+        "checkpoint or whai362/PVT's pvt_v2_b*.pth for the MsgShifT backbone; a checkpoint of the backbone's "
+        "Transformers model type, or torchvision's resnet50 for r50; every key must be accounted for",
+    )
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
