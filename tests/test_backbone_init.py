@@ -12,9 +12,10 @@ from test_backbones import TINY_RESNET, tiny_r50_config
 from transformers import PvtV2Backbone, PvtV2Config, PvtV2ForImageClassification
 
 from tevit_hf import TeViTForVideoInstanceSegmentation
+from tevit_hf.convert_tevit_original_to_hf import hf_resnet_key_to_torchvision
 from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
 from tevit_hf.training import parse_arguments, train
-from tevit_hf.training.backbone_init import hf_resnet_key_to_torchvision, load_backbone_weights
+from tevit_hf.training.backbone_init import load_backbone_weights
 
 
 FOUR_LEVELS = ["stage1", "stage2", "stage3", "stage4"]

@@ -21,12 +21,15 @@ from typing import Any
 
 import torch
 
-from .configuration_tevit import YOUTUBE_VIS_2019_CLASSES, TeViTConfig
+from .configuration_tevit import OFFICIAL_PRESETS, YOUTUBE_VIS_2019_CLASSES, TeViTConfig
 from .file_utils import staged_directory
 
 
 logger = logging.getLogger(__name__)
 
+# In TeViT checkpoints only; a COCO QueryInst PVTv2 checkpoint has none (the tokens then start from their fresh init).
+MESSENGER_TOKENS_KEY = "backbone.msg_tokens"
+HF_MESSENGER_TOKENS_KEY = "model.backbone.messenger_tokens"
 # mmcv writes `module.`-prefixed keys when a DataParallel/DDP wrapper was saved without unwrapping.
 DATA_PARALLEL_PREFIX = "module."
 # PVTv2 convention (b1-b5): every backbone stage uses 64-dimensional attention heads.
@@ -155,6 +158,55 @@ KEY_RULES: tuple[KeyRule, ...] = (
 )
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# ResNet backbones: torchvision / mmdet `ResNet` keys <-> Transformers `ResNetBackbone` keys
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def torchvision_resnet_key_to_hf(key: str) -> str | None:
+    """`layer2.0.conv1.weight` (torchvision, and mmdet's ResNet without its `backbone.` prefix) ->
+    `encoder.stages.1.layers.0.layer.0.convolution.weight` (Transformers `ResNetBackbone`); `None` if unknown."""
+    if key == "conv1.weight":
+        return "embedder.embedder.convolution.weight"
+    if re.fullmatch(r"bn1\.(weight|bias|running_mean|running_var|num_batches_tracked)", key):
+        return "embedder.embedder.normalization." + key.removeprefix("bn1.")
+    match = re.fullmatch(
+        r"layer([1-4])\.(\d+)\.(conv|bn)([1-3])\.(weight|bias|running_mean|running_var|num_batches_tracked)", key
+    )
+    if match:
+        stage, block, kind, index, rest = match.groups()
+        part = "convolution" if kind == "conv" else "normalization"
+        return f"encoder.stages.{int(stage) - 1}.layers.{block}.layer.{int(index) - 1}.{part}.{rest}"
+    match = re.fullmatch(
+        r"layer([1-4])\.(\d+)\.downsample\.(0|1)\.(weight|bias|running_mean|running_var|num_batches_tracked)", key
+    )
+    if match:
+        stage, block, index, rest = match.groups()
+        part = "convolution" if index == "0" else "normalization"
+        return f"encoder.stages.{int(stage) - 1}.layers.{block}.shortcut.{part}.{rest}"
+    return None
+
+
+def hf_resnet_key_to_torchvision(key: str) -> str | None:
+    """The inverse of `torchvision_resnet_key_to_hf`."""
+    if key == "embedder.embedder.convolution.weight":
+        return "conv1.weight"
+    if key.startswith("embedder.embedder.normalization."):
+        return "bn1." + key.removeprefix("embedder.embedder.normalization.")
+    match = re.fullmatch(
+        r"encoder\.stages\.([0-3])\.layers\.(\d+)\.layer\.([0-2])\.(convolution|normalization)\.(\w+)", key
+    )
+    if match:
+        stage, block, index, part, rest = match.groups()
+        kind = "conv" if part == "convolution" else "bn"
+        return f"layer{int(stage) + 1}.{block}.{kind}{int(index) + 1}.{rest}"
+    match = re.fullmatch(r"encoder\.stages\.([0-3])\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(\w+)", key)
+    if match:
+        stage, block, part, rest = match.groups()
+        return f"layer{int(stage) + 1}.{block}.downsample.{0 if part == 'convolution' else 1}.{rest}"
+    return None
+
+
 def _match_rule(key: str, regex_name: str) -> tuple[KeyRule, dict[str, str]] | None:
     """The rule whose `regex_name` template matches `key` fully, with its field values (index maps applied)."""
     for rule in KEY_RULES:
@@ -188,10 +240,10 @@ def _format(template: str, fields: Mapping[str, str]) -> str:
 
 def _unknown_keys_error(direction: str, keys: list[str]) -> ValueError:
     hint = ""
-    if any(key.startswith(("backbone.conv1", "backbone.layer1", "backbone.stages")) for key in keys):
+    if any(key.startswith(("backbone.patch_embed", "backbone.stages")) for key in keys):
         hint = (
-            " This looks like a ResNet-50 or Swin-L TeViT checkpoint; only the MsgShifT (PVTv2) variants are "
-            "supported."
+            " This looks like a Swin-L TeViT/QueryInst checkpoint; only the PVTv2 (MsgShifT) and ResNet families "
+            "convert."
         )
     listed = "\n  ".join(sorted(keys))
     return ValueError(f"{len(keys)} {direction} key(s) match no conversion rule:{hint}\n  {listed}")
@@ -208,6 +260,12 @@ def rename_original_state_dict(original: Mapping[str, torch.Tensor]) -> dict[str
     unmapped: list[str] = []
     bad_shapes: list[str] = []
     for key, tensor in original.items():
+        resnet_key = (
+            torchvision_resnet_key_to_hf(key.removeprefix("backbone.")) if key.startswith("backbone.") else None
+        )
+        if resnet_key is not None:
+            converted[f"model.backbone.{resnet_key}"] = tensor
+            continue
         found = _match_rule(key, "original_regex")
         if found is None:
             unmapped.append(key)
@@ -243,6 +301,11 @@ def convert_hf_state_dict_to_original(hf_state_dict: Mapping[str, torch.Tensor])
     fused_parts: dict[str, dict[str, torch.Tensor]] = {}
     unmapped: list[str] = []
     for key, tensor in hf_state_dict.items():
+        if key.startswith("model.backbone."):
+            resnet_key = hf_resnet_key_to_torchvision(key.removeprefix("model.backbone."))
+            if resnet_key is not None:
+                original[f"backbone.{resnet_key}"] = tensor
+                continue
         found = _match_rule(key, "hf_regex")
         if found is None:
             unmapped.append(key)
@@ -279,12 +342,14 @@ def expected_hf_shapes(config: TeViTConfig) -> dict[str, tuple[int, ...]]:
 
 
 def check_state_dict_matches(
-    state_dict: Mapping[str, torch.Tensor], expected_shapes: Mapping[str, tuple[int, ...]]
+    state_dict: Mapping[str, torch.Tensor],
+    expected_shapes: Mapping[str, tuple[int, ...]],
+    may_be_missing: tuple[str, ...] = (),
 ) -> None:
-    """Raise one `ValueError` listing unused keys, unfilled keys and shape mismatches (expected vs got)."""
+    """Raise one `ValueError` listing unused keys, unfilled keys (but `may_be_missing`) and shape mismatches."""
     problems = []
     unused = sorted(set(state_dict) - set(expected_shapes))
-    missing = sorted(set(expected_shapes) - set(state_dict))
+    missing = sorted(set(expected_shapes) - set(state_dict) - set(may_be_missing))
     if unused:
         problems.append("converted keys the model does not have:\n    " + "\n    ".join(unused))
     if missing:
@@ -300,14 +365,39 @@ def check_state_dict_matches(
         raise ValueError("The converted checkpoint does not fit the model:\n  " + "\n  ".join(problems))
 
 
+def fresh_keys(original: Mapping[str, torch.Tensor], config: TeViTConfig) -> tuple[str, ...]:
+    """Model keys an official checkpoint legitimately lacks: the messenger tokens of a COCO QueryInst PVTv2."""
+    if config.uses_msgshift_backbone and config.num_messenger_tokens > 0 and MESSENGER_TOKENS_KEY not in original:
+        return (HF_MESSENGER_TOKENS_KEY,)
+    return ()
+
+
+def describe_checkpoint(original: Mapping[str, torch.Tensor], config: TeViTConfig, fresh: tuple[str, ...]) -> str:
+    """One line saying what was found and what starts fresh."""
+    backbone = (
+        f"PVTv2 {list(config.backbone_hidden_sizes)} x {list(config.backbone_depths)}"
+        if config.uses_msgshift_backbone
+        else f"ResNet depths {list(config.backbone_config.depths)}"
+    )
+    if not config.uses_msgshift_backbone:
+        family = "TeViT or QueryInst ResNet (one key layout)"
+    else:
+        family = "TeViT MsgShifT" if MESSENGER_TOKENS_KEY in original else "QueryInst (COCO) PVTv2"
+    found = (
+        f"Found a {family} checkpoint: {backbone} backbone, {config.num_head_stages} head stages, "
+        f"{config.num_queries} proposals, {config.num_labels} classes"
+    )
+    return found + (f"; initialised fresh: {', '.join(fresh)}." if fresh else "; every model tensor loaded.")
+
+
 def convert_original_state_dict(original: Mapping[str, torch.Tensor], config: TeViTConfig) -> dict[str, torch.Tensor]:
     """Official state dict -> state dict of `TeViTForVideoInstanceSegmentation(config)`.
 
-    Raises `ValueError` naming every unmapped official key, every model key left unfilled and every shape
-    mismatch (expected vs got).
+    Raises `ValueError` naming every unmapped official key, every model key left unfilled (but the messenger tokens
+    a QueryInst checkpoint lacks) and every shape mismatch (expected vs got).
     """
     converted = rename_original_state_dict(original)
-    check_state_dict_matches(converted, expected_hf_shapes(config))
+    check_state_dict_matches(converted, expected_hf_shapes(config), may_be_missing=fresh_keys(original, config))
     return converted
 
 
@@ -334,7 +424,30 @@ def _default_id2label(num_labels: int) -> dict[int, str]:
     return {index: f"LABEL_{index}" for index in range(num_labels)}
 
 
+def _infer_resnet_backbone(original: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """ResNet family (TeViT R50 and QueryInst R50/R101): depths and widths from the shapes, every other setting the
+    official `tevit_r50.py` one (pytorch style, stem + stage 1 frozen, BatchNorms in eval mode)."""
+    if "backbone.layer1.0.conv3.weight" not in original:
+        raise ValueError("Only bottleneck ResNets (ResNet-50/101/152) convert; the checkpoint has no layer1.0.conv3.")
+    depths = [
+        _consecutive_count(_indices(original, rf"backbone\.layer{stage}\.(\d+)\.conv1\.weight"), f"layer{stage} block")
+        for stage in range(1, 5)
+    ]
+    stem_width, num_channels = _shape(original, "backbone.conv1.weight")[:2]
+    backbone_config = {
+        **OFFICIAL_PRESETS["r50"]["backbone_config"],
+        "num_channels": num_channels,
+        "embedding_size": stem_width,
+        "depths": depths,
+        "hidden_sizes": [_shape(original, f"backbone.layer{stage}.0.conv3.weight")[0] for stage in range(1, 5)],
+    }
+    return {**OFFICIAL_PRESETS["r50"], "backbone_config": backbone_config, "num_channels": num_channels}
+
+
 def _infer_backbone(original: Mapping[str, torch.Tensor], head_dim: int) -> dict[str, Any]:
+    # CODEPATH: TeViT R50 and QueryInst R50/R101 checkpoints have torchvision-style ResNet keys.
+    if "backbone.conv1.weight" in original:
+        return _infer_resnet_backbone(original)
     num_stages = _consecutive_count(
         _indices(original, r"backbone\.layers\.(\d+)\.0\.projection\.weight"), "backbone stage"
     )
@@ -364,7 +477,10 @@ def _infer_backbone(original: Mapping[str, torch.Tensor], head_dim: int) -> dict
         fields["backbone_patch_sizes"].append(kernel)
         fields["backbone_strides"].append(FIRST_STAGE_PATCH_STRIDE if stage == 0 else LATER_STAGE_PATCH_STRIDE)
         fields["backbone_paddings"].append(kernel // 2)
-    _, num_messenger_tokens, token_channels = _shape(original, "backbone.msg_tokens")
+    if MESSENGER_TOKENS_KEY not in original:
+        # A COCO QueryInst PVTv2 checkpoint: TeViT adds the messenger tokens, which start from their fresh init.
+        return {**fields, "num_channels": num_channels}
+    _, num_messenger_tokens, token_channels = _shape(original, MESSENGER_TOKENS_KEY)
     if token_channels != num_channels:
         raise ValueError(
             f"backbone.msg_tokens has {token_channels} channels but the first patch embedding takes {num_channels}."
@@ -420,7 +536,7 @@ def infer_config_from_state_dict(
     heads = flags.pop("backbone_num_attention_heads", None)
     if heads is not None:
         inferred["backbone_num_attention_heads"] = list(heads)
-    else:
+    elif "backbone_config" not in inferred:
         logger.info(
             "Backbone attention heads are not stored in the checkpoint; using %s (head dim %d).",
             inferred["backbone_num_attention_heads"],
@@ -522,9 +638,12 @@ def convert_checkpoint(
         config = infer_config_from_state_dict(original, id2label=id2label, **config_flags)
         model = TeViTForVideoInstanceSegmentation(config)
         converted = rename_original_state_dict(original)
+        fresh = fresh_keys(original, config)
         # Same checks as `convert_original_state_dict`, against the model just built (no second, meta build).
-        check_state_dict_matches(converted, {key: tuple(value.shape) for key, value in model.state_dict().items()})
-        model.load_state_dict(converted, strict=True)
+        expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+        check_state_dict_matches(converted, expected, may_be_missing=fresh)
+        model.load_state_dict(converted, strict=not fresh)
+        logger.info("%s", describe_checkpoint(original, config, fresh))
         if verify:
             verify_model(model, config)
         model.save_pretrained(staging)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..convert_tevit_original_to_hf import torchvision_resnet_key_to_hf
 from ..modeling_tevit import TeViTForVideoInstanceSegmentation
 from .model_setup import read_state_dict
 
@@ -149,49 +150,6 @@ def map_pvt_v2_state_dict(source: Mapping[str, torch.Tensor]) -> tuple[dict[str,
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# torchvision / mmdet ResNet -> Transformers ResNetBackbone keys
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def torchvision_resnet_key_to_hf(key: str) -> str | None:
-    """`layer2.0.conv1.weight` (torchvision, and mmdet's ResNet without its `backbone.` prefix) ->
-    `encoder.stages.1.layers.0.layer.0.convolution.weight` (Transformers `ResNetBackbone`); `None` if unknown."""
-    if key == "conv1.weight":
-        return "embedder.embedder.convolution.weight"
-    if key.startswith("bn1."):
-        return "embedder.embedder.normalization." + key.removeprefix("bn1.")
-    match = re.fullmatch(r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.(.+)", key)
-    if match:
-        stage, block, kind, index, rest = match.groups()
-        part = "convolution" if kind == "conv" else "normalization"
-        return f"encoder.stages.{int(stage) - 1}.layers.{block}.layer.{int(index) - 1}.{part}.{rest}"
-    match = re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.(0|1)\.(.+)", key)
-    if match:
-        stage, block, index, rest = match.groups()
-        part = "convolution" if index == "0" else "normalization"
-        return f"encoder.stages.{int(stage) - 1}.layers.{block}.shortcut.{part}.{rest}"
-    return None
-
-
-def hf_resnet_key_to_torchvision(key: str) -> str | None:
-    """The inverse of `torchvision_resnet_key_to_hf`."""
-    if key == "embedder.embedder.convolution.weight":
-        return "conv1.weight"
-    if key.startswith("embedder.embedder.normalization."):
-        return "bn1." + key.removeprefix("embedder.embedder.normalization.")
-    match = re.fullmatch(r"encoder\.stages\.(\d)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(.+)", key)
-    if match:
-        stage, block, index, part, rest = match.groups()
-        kind = "conv" if part == "convolution" else "bn"
-        return f"layer{int(stage) + 1}.{block}.{kind}{int(index) + 1}.{rest}"
-    match = re.fullmatch(r"encoder\.stages\.(\d)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(.+)", key)
-    if match:
-        stage, block, part, rest = match.groups()
-        return f"layer{int(stage) + 1}.{block}.downsample.{0 if part == 'convolution' else 1}.{rest}"
-    return None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -267,8 +225,6 @@ def load_backbone_weights(
 
 __all__ = [
     "BackboneInitReport",
-    "hf_resnet_key_to_torchvision",
     "load_backbone_weights",
     "map_pvt_v2_state_dict",
-    "torchvision_resnet_key_to_hf",
 ]
