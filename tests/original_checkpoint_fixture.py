@@ -18,7 +18,8 @@ def make_original_state_dict(
 
     On `device="meta"` the tensors have shapes only (the full B1 model then costs no memory); otherwise they are
     filled with seeded random values (BatchNorm running variances positive, `num_batches_tracked` an int64 scalar).
-    A config with a ResNet `backbone_config` gives mmdet's `ResNet` keys (torchvision's names under `backbone.`);
+    A config with a ResNet `backbone_config` gives mmdet's `ResNet` keys (torchvision's names under `backbone.`), one
+    with a Swin `backbone_config` mmdet's `SwinTransformer` keys (as its `swin_converter` writes them);
     `queryinst=True` leaves out the messenger tokens, as in a COCO QueryInst checkpoint (hustvl/QueryInst, Storage).
     """
     generator = torch.Generator().manual_seed(seed)
@@ -44,7 +45,37 @@ def make_original_state_dict(
         add(f"{prefix}.running_var", width)
         add(f"{prefix}.num_batches_tracked", dtype=torch.int64)
 
-    if not config.uses_msgshift_backbone:  # mmdet ResNet (pytorch style, bottleneck: planes = width / 4)
+    if not config.uses_msgshift_backbone and config.backbone_config.model_type == "swin":
+        # mmdet SwinTransformer (after its swin_converter): patch_embed, stages.{i}.blocks.{j}, downsample, norm{i}.
+        swin = config.backbone_config
+        dim, window = swin.embed_dim, swin.window_size
+        add_weight_bias("backbone.patch_embed.projection", dim, config.num_channels, swin.patch_size, swin.patch_size)
+        add_weight_bias("backbone.patch_embed.norm", dim)
+        # mmdet WindowMSA's index buffer (its `double_step_seq` formula).
+        steps = torch.arange(0, (2 * window - 1) * window, 2 * window - 1)[:, None] + torch.arange(window)[None, :]
+        coords = steps.reshape(1, -1)
+        index = (coords + coords.T).flip(1).contiguous()
+        backbone_widths = []
+        for stage, (depth, heads) in enumerate(zip(swin.depths, swin.num_heads)):
+            width = dim * 2**stage
+            backbone_widths.append(width)
+            hidden = int(swin.mlp_ratio * width)
+            for block in range(depth):
+                prefix = f"backbone.stages.{stage}.blocks.{block}"
+                add_weight_bias(f"{prefix}.norm1", width)
+                add(f"{prefix}.attn.w_msa.relative_position_bias_table", (2 * window - 1) ** 2, heads)
+                state_dict[f"{prefix}.attn.w_msa.relative_position_index"] = index  # real values, also on meta
+                add_weight_bias(f"{prefix}.attn.w_msa.qkv", 3 * width, width)
+                add_weight_bias(f"{prefix}.attn.w_msa.proj", width, width)
+                add_weight_bias(f"{prefix}.norm2", width)
+                add_weight_bias(f"{prefix}.ffn.layers.0.0", hidden, width)
+                add_weight_bias(f"{prefix}.ffn.layers.1", width, hidden)
+            if stage < len(swin.depths) - 1:
+                add_weight_bias(f"backbone.stages.{stage}.downsample.norm", 4 * width)
+                add(f"backbone.stages.{stage}.downsample.reduction.weight", 2 * width, 4 * width)
+        for stage, width in enumerate(backbone_widths):
+            add_weight_bias(f"backbone.norm{stage}", width)
+    elif not config.uses_msgshift_backbone:  # mmdet ResNet (pytorch style, bottleneck: planes = width / 4)
         resnet = config.backbone_config
         add("backbone.conv1.weight", resnet.embedding_size, config.num_channels, 7, 7)
         add_batch_norm("backbone.bn1", resnet.embedding_size)

@@ -105,3 +105,72 @@ def test_queryinst_coco_checkpoint_converts_and_initialises_training(tmp_path, c
     trained = TeViTForVideoInstanceSegmentation.from_pretrained(tmp_path / "run")
     assert trained.config.num_labels == 3
     assert trained.config.uses_msgshift_backbone == (family == "pvt_v2")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Swin-L: mmdet SwinTransformer keys
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_full_size_official_swin_l_keys_fill_the_model_exactly():
+    config = TeViTConfig.from_official_preset("swin_l_mstrain")
+    original = make_original_state_dict(config, device="meta")
+    inferred = infer_config_from_state_dict(original)
+    assert inferred.backbone_config.to_dict() == config.backbone_config.to_dict()
+    assert inferred.num_queries == 300 and inferred.num_messenger_tokens == 0
+    # Every official key is used and every model tensor filled, but Transformers' unused final Swin LayerNorm.
+    assert fresh_keys(original, inferred) == (
+        "model.backbone.swin.layernorm.weight",
+        "model.backbone.swin.layernorm.bias",
+    )
+    convert_original_state_dict(original, inferred)
+
+
+def test_tiny_tevit_swin_converts_strictly_and_round_trips(tmp_path, caplog):
+    from test_backbones import tiny_swin_config
+
+    original = make_original_state_dict(tiny_swin_config())
+    checkpoint = tmp_path / "tevit_swin.pth"
+    torch.save({"state_dict": original}, checkpoint)
+    with caplog.at_level(logging.INFO, logger="tevit_hf.convert_tevit_original_to_hf"):
+        assert cli_main(["convert", "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path / "out")]) == 0
+    assert any("swin depths [1, 1, 2, 1]" in record.getMessage() for record in caplog.records)
+    model = TeViTForVideoInstanceSegmentation.from_pretrained(tmp_path / "out")
+    back = convert_hf_state_dict_to_original(model.state_dict())
+    assert sorted(back) == sorted(original)
+    assert all(torch.equal(back[key], original[key]) for key in original)
+    with pytest.raises(ValueError, match=r"backbone\.stages\.0\.blocks\.0\.attn\.w_msa\.extra\.weight"):
+        rename_original_state_dict({**original, "backbone.stages.0.blocks.0.attn.w_msa.extra.weight": torch.zeros(1)})
+    broken_index = {**original, "backbone.stages.0.blocks.0.attn.w_msa.relative_position_index": torch.zeros(4, 4)}
+    with pytest.raises(ValueError, match="not the relative position index of a 2x2 window"):
+        rename_original_state_dict(broken_index)
+
+
+def test_patch_merging_weights_compute_what_mmdet_unfold_merging_computes():
+    """mmdet's PatchMerging (nn.Unfold gather, then norm and reduction), written out here, and Transformers' with the
+    converted weights give the same output: the channel reordering is right."""
+    from transformers.models.swin.modeling_swin import SwinPatchMerging
+
+    torch.manual_seed(0)
+    channels, height, width = 6, 4, 6
+    norm_weight, norm_bias = torch.randn(4 * channels), torch.randn(4 * channels)
+    reduction = torch.randn(2 * channels, 4 * channels)
+    tokens = torch.randn(2, height * width, channels)
+
+    grid = tokens.view(2, height, width, channels).permute(0, 3, 1, 2)
+    unfolded = torch.nn.functional.unfold(grid, kernel_size=2, stride=2).transpose(1, 2)  # (B, L, C * 4)
+    normed = torch.nn.functional.layer_norm(unfolded, (4 * channels,), norm_weight, norm_bias)
+    expected = normed @ reduction.T
+
+    converted = rename_original_state_dict(
+        {
+            "backbone.stages.0.downsample.norm.weight": norm_weight,
+            "backbone.stages.0.downsample.norm.bias": norm_bias,
+            "backbone.stages.0.downsample.reduction.weight": reduction,
+        }
+    )
+    prefix = "model.backbone.swin.encoder.layers.0.downsample."
+    merging = SwinPatchMerging(dim=channels)
+    merging.load_state_dict({key.removeprefix(prefix): value for key, value in converted.items()})
+    with torch.no_grad():
+        assert torch.allclose(merging(tokens, (height, width)), expected, atol=1e-5)
