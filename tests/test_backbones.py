@@ -181,6 +181,8 @@ def test_forward_and_a_training_step(make_config):
     config = make_config()
     model = TeViTForVideoInstanceSegmentation(config)
     assert [conv.in_channels for conv in model.model.neck.lateral_convs] == model.model.backbone.channels
+    stem = model.model.get_input_embeddings()  # the module that reads the pixels
+    assert next(module for module in stem.modules() if isinstance(module, torch.nn.Conv2d)).in_channels == 3
     model.eval()
     with torch.no_grad():
         outputs = model(pixel_values=torch.randn(1, 3, 3, HEIGHT, WIDTH), output_hidden_states=True)

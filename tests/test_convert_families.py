@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +31,11 @@ from tevit_hf.convert_tevit_original_to_hf import (
     rename_original_state_dict,
 )
 from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
+from tevit_hf.model_loading import load_model_and_processor
 from tevit_hf.training import parse_arguments, train
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("preset", ["r50", "r50_mstrain"])
@@ -99,10 +109,27 @@ def test_queryinst_coco_checkpoint_converts_and_initialises_training(tmp_path, c
     # `scripts/train.py --init_from` takes it: every tensor loads but the 80-class layers (3 classes here).
     dataset = tmp_path / "data"
     generate_synthetic_vis_dataset(dataset, num_videos=2, num_frames=4, height=64, width=96, num_classes=3, mp4="none")
-    arguments = tiny_train_arguments(dataset, tmp_path / "run", "--max_train_steps", "1", "--skip_final_evaluation")
+    arguments = tiny_train_arguments(dataset, tmp_path / "run", "--max_train_steps", "2", "--skip_final_evaluation")
+    arguments += ["--logging_steps", "1"]
     arguments[arguments.index("tiny")] = str(converted)  # the converted architecture, the dataset's labels
-    train(parse_arguments([*arguments, "--init_from", str(converted)]))
-    trained = TeViTForVideoInstanceSegmentation.from_pretrained(tmp_path / "run")
+    arguments += ["--init_from", str(converted)]
+    if family == "pvt_v2":
+        train(parse_arguments(arguments))
+    else:  # the R50 run goes through a 2-process `accelerate launch`, as a multi-GPU run would
+        launcher = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        ]  # fmt: skip
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+        command = [*launcher, str(REPO_ROOT / "scripts" / "train.py"), *arguments, "--debug_rank_report"]
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert "8 of another shape" in result.stdout  # the 80-class layers of the 2 stages, and nothing else
+        reports = [json.loads((tmp_path / "run" / f"rank_{rank}.json").read_text()) for rank in (0, 1)]
+        assert reports[0]["world_size"] == 2 and reports[0]["parameters_sha256"] == reports[1]["parameters_sha256"]
+        losses = [float(value) for value in re.findall(r"train/loss=([^,\s]+)", result.stdout + result.stderr)]
+        assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)  # logged at both steps
+    trained, _ = load_model_and_processor(tmp_path / "run")  # the strict loader
     assert trained.config.num_labels == 3
     assert trained.config.uses_msgshift_backbone == (family == "pvt_v2")
 

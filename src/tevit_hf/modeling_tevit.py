@@ -982,7 +982,10 @@ class TeViTModel(TeViTPreTrainedModel):
         # CODEPATH: MsgShifT (tevit_msgshift*) vs Transformers backbones (tevit_r50*, tevit_swin-l_mstrain).
         if self.config.uses_msgshift_backbone:
             return self.backbone.stages[0].patch_embeddings
-        return self.backbone.get_input_embeddings()
+        try:
+            return self.backbone.get_input_embeddings()
+        except NotImplementedError:  # e.g. ResNetBackbone: its stem reads the pixels
+            return backbone_freeze_units(self.backbone)[0][0]
 
     def _unused_backbone_parameters(self) -> list[nn.Parameter]:
         """Parameters a Transformers backbone never uses for its feature maps (its `_keys_to_ignore_on_load_missing`,
