@@ -176,6 +176,20 @@ def test_benchmark_flops_counts_each_preset(preset, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def tiny_convnext_config() -> TeViTConfig:
+    convnext = {"model_type": "convnext", "hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}
+    return tiny_config(backbone_config={**convnext, "out_features": FOUR_LEVELS}, num_messenger_tokens=0)
+
+
+def test_convnext_backbone_feeds_the_fpn():
+    # Without `output_hidden_states`: with it, Transformers 5.24 installs ConvNeXt's output-capturing hooks twice when
+    # an outer model captures too, and ConvNextBackbone pairs its maps with the wrong norms (docs/decisions.md).
+    model = TeViTForVideoInstanceSegmentation(tiny_convnext_config())
+    assert [conv.in_channels for conv in model.model.neck.lateral_convs] == [8, 16, 24, 32]
+    outputs = model.train()(pixel_values=torch.randn(2, 2, 3, HEIGHT, WIDTH), labels=clip_labels())
+    assert torch.isfinite(outputs.loss)
+
+
 @pytest.mark.parametrize("make_config", [tiny_r50_config, tiny_swin_config], ids=["r50", "swin"])
 def test_forward_and_a_training_step(make_config):
     config = make_config()
