@@ -12,12 +12,15 @@ from tevit_hf.configuration_tevit import TINY_CONFIG_KWARGS, TeViTConfig
 
 
 def make_original_state_dict(
-    config: TeViTConfig, *, device: str | torch.device = "cpu", seed: int = 0
+    config: TeViTConfig, *, device: str | torch.device = "cpu", seed: int = 0, queryinst: bool = False
 ) -> dict[str, torch.Tensor]:
     """Official-format state dict for the architecture described by `config`.
 
     On `device="meta"` the tensors have shapes only (the full B1 model then costs no memory); otherwise they are
     filled with seeded random values (BatchNorm running variances positive, `num_batches_tracked` an int64 scalar).
+    A config with a ResNet `backbone_config` gives mmdet's `ResNet` keys (torchvision's names under `backbone.`), one
+    with a Swin `backbone_config` mmdet's `SwinTransformer` keys (as its `swin_converter` writes them);
+    `queryinst=True` leaves out the messenger tokens, as in a COCO QueryInst checkpoint (hustvl/QueryInst, Storage).
     """
     generator = torch.Generator().manual_seed(seed)
     state_dict: dict[str, torch.Tensor] = {}
@@ -36,10 +39,69 @@ def make_original_state_dict(
         add(f"{prefix}.weight", *weight_shape)
         add(f"{prefix}.bias", weight_shape[0])
 
+    def add_batch_norm(prefix: str, width: int) -> None:
+        add_weight_bias(prefix, width)
+        add(f"{prefix}.running_mean", width)
+        add(f"{prefix}.running_var", width)
+        add(f"{prefix}.num_batches_tracked", dtype=torch.int64)
+
+    if not config.uses_msgshift_backbone and config.backbone_config.model_type == "swin":
+        # mmdet SwinTransformer (after its swin_converter): patch_embed, stages.{i}.blocks.{j}, downsample, norm{i}.
+        swin = config.backbone_config
+        dim, window = swin.embed_dim, swin.window_size
+        add_weight_bias("backbone.patch_embed.projection", dim, config.num_channels, swin.patch_size, swin.patch_size)
+        add_weight_bias("backbone.patch_embed.norm", dim)
+        # mmdet WindowMSA's index buffer (its `double_step_seq` formula).
+        steps = torch.arange(0, (2 * window - 1) * window, 2 * window - 1)[:, None] + torch.arange(window)[None, :]
+        coords = steps.reshape(1, -1)
+        index = (coords + coords.T).flip(1).contiguous()
+        backbone_widths = []
+        for stage, (depth, heads) in enumerate(zip(swin.depths, swin.num_heads)):
+            width = dim * 2**stage
+            backbone_widths.append(width)
+            hidden = int(swin.mlp_ratio * width)
+            for block in range(depth):
+                prefix = f"backbone.stages.{stage}.blocks.{block}"
+                add_weight_bias(f"{prefix}.norm1", width)
+                add(f"{prefix}.attn.w_msa.relative_position_bias_table", (2 * window - 1) ** 2, heads)
+                state_dict[f"{prefix}.attn.w_msa.relative_position_index"] = index  # real values, also on meta
+                add_weight_bias(f"{prefix}.attn.w_msa.qkv", 3 * width, width)
+                add_weight_bias(f"{prefix}.attn.w_msa.proj", width, width)
+                add_weight_bias(f"{prefix}.norm2", width)
+                add_weight_bias(f"{prefix}.ffn.layers.0.0", hidden, width)
+                add_weight_bias(f"{prefix}.ffn.layers.1", width, hidden)
+            if stage < len(swin.depths) - 1:
+                add_weight_bias(f"backbone.stages.{stage}.downsample.norm", 4 * width)
+                add(f"backbone.stages.{stage}.downsample.reduction.weight", 2 * width, 4 * width)
+        for stage, width in enumerate(backbone_widths):
+            add_weight_bias(f"backbone.norm{stage}", width)
+    elif not config.uses_msgshift_backbone:  # mmdet ResNet (pytorch style, bottleneck: planes = width / 4)
+        resnet = config.backbone_config
+        add("backbone.conv1.weight", resnet.embedding_size, config.num_channels, 7, 7)
+        add_batch_norm("backbone.bn1", resnet.embedding_size)
+        in_channels = resnet.embedding_size
+        for stage, (width, depth) in enumerate(zip(resnet.hidden_sizes, resnet.depths), start=1):
+            planes = width // 4
+            for block in range(depth):
+                prefix = f"backbone.layer{stage}.{block}"
+                add(f"{prefix}.conv1.weight", planes, in_channels, 1, 1)
+                add_batch_norm(f"{prefix}.bn1", planes)
+                add(f"{prefix}.conv2.weight", planes, planes, 3, 3)
+                add_batch_norm(f"{prefix}.bn2", planes)
+                add(f"{prefix}.conv3.weight", width, planes, 1, 1)
+                add_batch_norm(f"{prefix}.bn3", width)
+                if block == 0:
+                    add(f"{prefix}.downsample.0.weight", width, in_channels, 1, 1)
+                    add_batch_norm(f"{prefix}.downsample.1", width)
+                in_channels = width
+        backbone_widths = list(resnet.hidden_sizes)
+    else:
+        backbone_widths = list(config.backbone_hidden_sizes)
     # Backbone (MsgShifT).
-    add("backbone.msg_tokens", 1, config.num_messenger_tokens, config.num_channels)
+    if config.uses_msgshift_backbone and not queryinst:
+        add("backbone.msg_tokens", 1, config.num_messenger_tokens, config.num_channels)
     in_channels = config.num_channels
-    for stage, width in enumerate(config.backbone_hidden_sizes):
+    for stage, width in enumerate(config.backbone_hidden_sizes if config.uses_msgshift_backbone else []):
         kernel = config.backbone_patch_sizes[stage]
         sr_ratio = config.backbone_sr_ratios[stage]
         mlp_width = config.backbone_mlp_ratios[stage] * width
@@ -63,7 +125,7 @@ def make_original_state_dict(
 
     # Neck (FPN).
     hidden = config.hidden_size
-    for level, width in enumerate(config.backbone_hidden_sizes):
+    for level, width in enumerate(backbone_widths):
         add_weight_bias(f"neck.lateral_convs.{level}.conv", hidden, width, 1, 1)
         add_weight_bias(f"neck.fpn_convs.{level}.conv", hidden, hidden, 3, 3)
 

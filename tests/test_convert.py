@@ -168,11 +168,6 @@ def test_linear_layer_bias_in_cls_fcs_is_not_silently_mapped(tiny_original):
         rename_original_state_dict(broken)
 
 
-def test_resnet_checkpoint_gets_a_hint(tiny_original):
-    with pytest.raises(ValueError, match="ResNet-50 or Swin-L"):
-        rename_original_state_dict({**tiny_original, "backbone.conv1.weight": torch.zeros(1)})
-
-
 def test_bad_fused_and_1x1_shapes_are_named(tiny_original):
     key = "roi_head.bbox_head.1.attention.attn.in_proj_bias"
     with pytest.raises(ValueError, match=rf"{key}.*divisible by 3"):

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _PUBLIC_NAMES = {
+    "OFFICIAL_PRESETS": ".configuration_tevit",
     "PVT_V2_PRESETS": ".configuration_tevit",
     "YOUTUBE_VIS_2019_CLASSES": ".configuration_tevit",
     "TeViTConfig": ".configuration_tevit",

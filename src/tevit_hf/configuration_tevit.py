@@ -15,10 +15,14 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.backbone_utils import consolidate_backbone_kwargs_to_config
+from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import auto_docstring, logging
 
 
@@ -45,6 +49,34 @@ PVT_V2_PRESETS: dict[str, dict[str, Any]] = {
            "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [8, 8, 4, 4]},
     "b5": {"backbone_hidden_sizes": [64, 128, 320, 512], "backbone_depths": [3, 6, 40, 3],
            "backbone_num_attention_heads": [1, 2, 5, 8], "backbone_mlp_ratios": [4, 4, 4, 4]},
+}  # fmt: skip
+
+_FOUR_LEVELS = ["stage1", "stage2", "stage3", "stage4"]
+
+# The other TeViTs of hustvl/TeViT (`configs/tevit/*.py`): Transformers backbones, no messenger tokens ("STQI only"),
+# every other field as in the official config. `r50` and `r50_mstrain` differ only in their training scales.
+_RESNET_50 = {
+    "model_type": "resnet", "embedding_size": 64, "hidden_sizes": [256, 512, 1024, 2048], "depths": [3, 4, 6, 3],
+    "layer_type": "bottleneck", "hidden_act": "relu", "downsample_in_bottleneck": False,  # pytorch style
+    "out_features": _FOUR_LEVELS,
+}  # fmt: skip
+_R50_TEVIT = {
+    "backbone_config": _RESNET_50, "num_messenger_tokens": 0,
+    "backbone_frozen_stages": 1, "backbone_norm_eval": True,  # stem + stage 1 frozen, BatchNorms in eval mode
+}  # fmt: skip
+OFFICIAL_PRESETS: dict[str, dict[str, Any]] = {
+    "r50": _R50_TEVIT,
+    "r50_mstrain": _R50_TEVIT,
+    "swin_l_mstrain": {
+        "backbone_config": {
+            "model_type": "swin", "embed_dim": 192, "depths": [2, 2, 18, 2], "num_heads": [6, 12, 24, 48],
+            "window_size": 7, "mlp_ratio": 4.0, "qkv_bias": True, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0, "drop_path_rate": 0.2, "use_absolute_embeddings": False,
+            "out_features": _FOUR_LEVELS,
+        },
+        "num_messenger_tokens": 0,
+        "num_queries": 300,
+    },
 }  # fmt: skip
 
 # A tiny TeViT keeping every structural feature of the full model: for tests, smoke runs and benchmarks on CPU.
@@ -81,6 +113,20 @@ _BACKBONE_LIST_FIELDS = (
     "backbone_strides",
     "backbone_paddings",
 )
+
+
+# Constructor arguments of the Transformers backbone convention, resolved into `backbone_config` and not stored.
+_BACKBONE_ARGUMENTS = ("backbone", "use_timm_backbone", "backbone_kwargs", "use_pretrained_backbone")
+# The FPN levels of TeViT (mmdet `featmap_strides`), which a Transformers backbone must produce.
+HF_BACKBONE_FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def _backbone_out_features(backbone_config: PreTrainedConfig) -> list:
+    """The levels a Transformers backbone returns (`out_indices` for timm backbones, which have no names)."""
+    out_features = getattr(backbone_config, "out_features", None)
+    if out_features is None:
+        out_features = getattr(backbone_config, "out_indices", None) or []
+    return list(out_features)
 
 
 def _is_int(value) -> bool:
@@ -222,6 +268,19 @@ class TeViTConfig(PreTrainedConfig):
         Stochastic depth, linear over all backbone blocks.
     hidden_size (`int`, *optional*, defaults to `256`):
         FPN channels, RoI feature channels and query width.
+    backbone_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of a Transformers backbone (`AutoBackbone`: ResNet, Swin, ConvNeXt, a `timm_backbone`, ...) with four
+        `out_features` at strides 4, 8, 16 and 32, used instead of the MsgShifT PVTv2 (whose `backbone_*` fields are
+        then unused); the FPN input widths are its channels. It has no messenger tokens (`num_messenger_tokens` must be
+        0): the paper's "STQI only" TeViT. `None` (default) builds the MsgShifT PVTv2. As in Transformers, the
+        constructor also accepts `backbone` (a model id or local folder whose config is used, or a timm name),
+        `use_timm_backbone` and `backbone_kwargs`, which are resolved into `backbone_config` and not stored.
+    backbone_frozen_stages (`int`, *optional*, defaults to `-1`):
+        mmdet `frozen_stages`: -1 freezes nothing, 0 the stem, k the stem and the first k stages (no gradient, and
+        their BatchNorms stay in eval mode). The MsgShifT PVTv2 has its stem inside stage 1, so 0 and -1 coincide.
+    backbone_norm_eval (`bool`, *optional*, defaults to `False`):
+        mmdet `norm_eval`: every BatchNorm of the backbone stays in eval mode in training (running statistics frozen;
+        their affine parameters still train unless their stage is frozen).
     messenger_manipulation (`str`, *optional*, defaults to `"shift"`):
         Ablation switch (paper Tab. 4 and 6): what the backbone does with the messenger tokens at the end of every
         block that shifts. `"shift"`: the MsgShifT temporal roll; `"none"`: tokens kept, never exchanged across
@@ -261,6 +320,10 @@ class TeViTConfig(PreTrainedConfig):
     """
 
     model_type = "tevit"
+    # Optional: `None` keeps the MsgShifT PVTv2; a dict (config.json) becomes the config of its `model_type`.
+    sub_configs_defaults = {
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="resnet", optional=True),
+    }
     attribute_map = {"num_hidden_layers": "num_head_stages", "num_attention_heads": "head_num_attention_heads"}
 
     num_channels: int = 3
@@ -324,6 +387,11 @@ class TeViTConfig(PreTrainedConfig):
     num_selected_instances: int = 10
     mask_threshold: float = 0.5
 
+    # ---- Backbone choice (Transformers backbone conventions; `None` = the MsgShifT PVTv2 described above) ----
+    backbone_config: dict | PreTrainedConfig | None = None
+    backbone_frozen_stages: int = -1
+    backbone_norm_eval: bool = False
+
     # Ablation switches (paper section 4.4; docs/ablations.md). The defaults build the released model.
     messenger_manipulation: str = "shift"
     frame_aggregation: str = "none"
@@ -331,6 +399,7 @@ class TeViTConfig(PreTrainedConfig):
     inference_messenger_tokens: str = "learned"
 
     def __post_init__(self, **kwargs):
+        kwargs = self._resolve_backbone_config(kwargs)
         # Aliases given to the constructor (`TeViTConfig(num_hidden_layers=3)`) set their field before the fields
         # derived from it (`stage_loss_weights`) are filled in.
         for alias, name in self.attribute_map.items():
@@ -350,6 +419,25 @@ class TeViTConfig(PreTrainedConfig):
         # plain `ValueError` naming the inconsistent field.
         self._check_sizes()
 
+    def _resolve_backbone_config(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Turn the Transformers backbone arguments (`backbone`, `use_timm_backbone`, `backbone_kwargs`,
+        `use_pretrained_backbone`) into `backbone_config`, as `consolidate_backbone_kwargs_to_config` does for DETR
+        and Mask2Former; a local folder given as `backbone` is read offline."""
+        given = {name: kwargs.pop(name) for name in _BACKBONE_ARGUMENTS if name in kwargs}
+        if given.get("use_pretrained_backbone"):
+            raise ValueError(
+                "TeViTConfig: `use_pretrained_backbone=True` is not supported: building a model never downloads "
+                "weights. Build it, then load ImageNet weights with `tevit_hf.load_backbone_weights` "
+                "(or `scripts/train.py --init_from`)."
+            )
+        backbone = given.get("backbone")
+        if self.backbone_config is None and isinstance(backbone, str) and os.path.isdir(backbone):
+            self.backbone_config = AutoConfig.from_pretrained(backbone, **(given.get("backbone_kwargs") or {}))
+        elif self.backbone_config is None and backbone is not None:
+            given.setdefault("use_timm_backbone", False)
+            self.backbone_config, _ = consolidate_backbone_kwargs_to_config(None, **given)
+        return kwargs
+
     def _check_field_types(self) -> None:
         """Each own field has its annotated type, checked before anything compares or iterates it, so that
         `num_queries="eight"` or `backbone_depths="2,2,2,2"` (a config.json edited by hand) is named plainly."""
@@ -364,8 +452,27 @@ class TeViTConfig(PreTrainedConfig):
                 )
 
     @property
+    def uses_msgshift_backbone(self) -> bool:
+        """`True` for the built-in MsgShifT PVTv2, `False` when `backbone_config` selects a Transformers backbone."""
+        return self.backbone_config is None
+
+    @property
     def num_backbone_stages(self) -> int:
-        return len(self.backbone_hidden_sizes)
+        if self.uses_msgshift_backbone:
+            return len(self.backbone_hidden_sizes)
+        return len(_backbone_out_features(self.backbone_config))
+
+    @property
+    def feature_strides(self) -> list[int]:
+        """Stride of each FPN level: the running products of the PVTv2 patch strides, or 4, 8, 16, 32 (checked
+        at the first forward) for a Transformers backbone."""
+        if not self.uses_msgshift_backbone:
+            return list(HF_BACKBONE_FEATURE_STRIDES)
+        strides, total = [], 1
+        for stride in self.backbone_strides:
+            total *= stride
+            strides.append(total)
+        return strides
 
     @property
     def mask_size(self) -> int:
@@ -395,6 +502,7 @@ class TeViTConfig(PreTrainedConfig):
                 f"`hidden_size` ({self.hidden_size}) is not divisible by `head_num_attention_heads` "
                 f"({self.head_num_attention_heads})."
             )
+        self._check_backbone_choice()
         if self.num_messenger_tokens < 0:
             raise ValueError(f"`num_messenger_tokens` must be >= 0, got {self.num_messenger_tokens}.")
         num_groups = len(self.messenger_shift_strides)
@@ -438,6 +546,44 @@ class TeViTConfig(PreTrainedConfig):
                         "`num_messenger_tokens` is 0."
                     )
 
+    def _check_backbone_choice(self) -> None:
+        if self.backbone_frozen_stages < -1:
+            raise ValueError(f"`backbone_frozen_stages` must be >= -1, got {self.backbone_frozen_stages}.")
+        if self.uses_msgshift_backbone:
+            return
+        backbone_type = self.backbone_config.model_type
+        out_features = _backbone_out_features(self.backbone_config)
+        if len(out_features) != len(HF_BACKBONE_FEATURE_STRIDES):
+            raise ValueError(
+                f"`backbone_config` ({backbone_type}) has out_features {out_features}; TeViT's FPN needs 4 levels at "
+                "strides 4, 8, 16, 32, e.g. out_features=['stage1', 'stage2', 'stage3', 'stage4']."
+            )
+        if self.num_messenger_tokens != 0:
+            raise ValueError(
+                f"`num_messenger_tokens` is {self.num_messenger_tokens} but messenger tokens exist only in the MsgShifT "
+                f"PVTv2 backbone; a {backbone_type} backbone is the STQI-only TeViT: set num_messenger_tokens=0."
+            )
+        backbone_channels = getattr(self.backbone_config, "num_channels", self.num_channels)
+        if backbone_channels != self.num_channels:
+            raise ValueError(
+                f"`backbone_config.num_channels` ({backbone_channels}) differs from `num_channels` ({self.num_channels})."
+            )
+        if self.backbone_frozen_stages > len(out_features):
+            raise ValueError(
+                f"`backbone_frozen_stages` ({self.backbone_frozen_stages}) exceeds the {len(out_features)} backbone stages."
+            )
+
+    @classmethod
+    def from_official_preset(cls, name: str, **kwargs: Any) -> TeViTConfig:
+        """Config of the official TeViT `name` ("r50", "r50_mstrain", "swin_l_mstrain"; the MsgShifT PVTv2-B1 is
+        `TeViTConfig()`); `kwargs` override any field (a `backbone_config` given here replaces the preset's)."""
+        key = name.lower().removeprefix("tevit_").replace("-", "_")
+        if key not in OFFICIAL_PRESETS:
+            raise ValueError(f"Unknown TeViT preset {name!r}; expected one of {sorted(OFFICIAL_PRESETS)}.")
+        values = {**OFFICIAL_PRESETS[key], **kwargs}
+        values["backbone_config"] = copy.deepcopy(values["backbone_config"])
+        return cls(**values)
+
     @classmethod
     def from_pvt_v2_preset(cls, variant: str, **kwargs: Any) -> TeViTConfig:
         """Config with the backbone layout of PVTv2 `variant` ("b0" ... "b5"); `kwargs` override any field."""
@@ -447,4 +593,11 @@ class TeViTConfig(PreTrainedConfig):
         return cls(**{**PVT_V2_PRESETS[key], **kwargs})
 
 
-__all__ = ["TeViTConfig", "ABLATION_CHOICES", "PVT_V2_PRESETS", "TINY_CONFIG_KWARGS", "YOUTUBE_VIS_2019_CLASSES"]
+__all__ = [
+    "TeViTConfig",
+    "ABLATION_CHOICES",
+    "OFFICIAL_PRESETS",
+    "PVT_V2_PRESETS",
+    "TINY_CONFIG_KWARGS",
+    "YOUTUBE_VIS_2019_CLASSES",
+]

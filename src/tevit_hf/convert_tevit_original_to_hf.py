@@ -21,12 +21,15 @@ from typing import Any
 
 import torch
 
-from .configuration_tevit import YOUTUBE_VIS_2019_CLASSES, TeViTConfig
+from .configuration_tevit import OFFICIAL_PRESETS, YOUTUBE_VIS_2019_CLASSES, TeViTConfig
 from .file_utils import staged_directory
 
 
 logger = logging.getLogger(__name__)
 
+# In TeViT checkpoints only; a COCO QueryInst PVTv2 checkpoint has none (the tokens then start from their fresh init).
+MESSENGER_TOKENS_KEY = "backbone.msg_tokens"
+HF_MESSENGER_TOKENS_KEY = "model.backbone.messenger_tokens"
 # mmcv writes `module.`-prefixed keys when a DataParallel/DDP wrapper was saved without unwrapping.
 DATA_PARALLEL_PREFIX = "module."
 # PVTv2 convention (b1-b5): every backbone stage uses 64-dimensional attention heads.
@@ -155,6 +158,182 @@ KEY_RULES: tuple[KeyRule, ...] = (
 )
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# ResNet backbones: torchvision / mmdet `ResNet` keys <-> Transformers `ResNetBackbone` keys
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def torchvision_resnet_key_to_hf(key: str) -> str | None:
+    """`layer2.0.conv1.weight` (torchvision, and mmdet's ResNet without its `backbone.` prefix) ->
+    `encoder.stages.1.layers.0.layer.0.convolution.weight` (Transformers `ResNetBackbone`); `None` if unknown."""
+    if key == "conv1.weight":
+        return "embedder.embedder.convolution.weight"
+    if re.fullmatch(r"bn1\.(weight|bias|running_mean|running_var|num_batches_tracked)", key):
+        return "embedder.embedder.normalization." + key.removeprefix("bn1.")
+    match = re.fullmatch(
+        r"layer([1-4])\.(\d+)\.(conv|bn)([1-3])\.(weight|bias|running_mean|running_var|num_batches_tracked)", key
+    )
+    if match:
+        stage, block, kind, index, rest = match.groups()
+        part = "convolution" if kind == "conv" else "normalization"
+        return f"encoder.stages.{int(stage) - 1}.layers.{block}.layer.{int(index) - 1}.{part}.{rest}"
+    match = re.fullmatch(
+        r"layer([1-4])\.(\d+)\.downsample\.(0|1)\.(weight|bias|running_mean|running_var|num_batches_tracked)", key
+    )
+    if match:
+        stage, block, index, rest = match.groups()
+        part = "convolution" if index == "0" else "normalization"
+        return f"encoder.stages.{int(stage) - 1}.layers.{block}.shortcut.{part}.{rest}"
+    return None
+
+
+def hf_resnet_key_to_torchvision(key: str) -> str | None:
+    """The inverse of `torchvision_resnet_key_to_hf`."""
+    if key == "embedder.embedder.convolution.weight":
+        return "conv1.weight"
+    if key.startswith("embedder.embedder.normalization."):
+        return "bn1." + key.removeprefix("embedder.embedder.normalization.")
+    match = re.fullmatch(
+        r"encoder\.stages\.([0-3])\.layers\.(\d+)\.layer\.([0-2])\.(convolution|normalization)\.(\w+)", key
+    )
+    if match:
+        stage, block, index, part, rest = match.groups()
+        kind = "conv" if part == "convolution" else "bn"
+        return f"layer{int(stage) + 1}.{block}.{kind}{int(index) + 1}.{rest}"
+    match = re.fullmatch(r"encoder\.stages\.([0-3])\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(\w+)", key)
+    if match:
+        stage, block, part, rest = match.groups()
+        return f"layer{int(stage) + 1}.{block}.downsample.{0 if part == 'convolution' else 1}.{rest}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Swin backbones: mmdet `SwinTransformer` keys <-> Transformers `SwinBackbone` keys
+# ----------------------------------------------------------------------------------------------------------------------
+
+_MMDET_SWIN = "backbone."
+_HF_SWIN = "model.backbone.swin."
+# mmdet block part -> Transformers block part (`qkv` is split, see `_swin_block_tensors`).
+_SWIN_BLOCK_PARTS = {
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.w_msa.proj": "attention.o_proj",
+    "ffn.layers.0.0": "mlp.fc1",
+    "ffn.layers.1": "mlp.fc2",
+}
+_SWIN_BLOCK = re.compile(r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+_HF_SWIN_BLOCK = re.compile(r"model\.backbone\.swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+# Window-attention index buffer of mmdet checkpoints; Transformers recomputes it (not a state-dict entry).
+_SWIN_INDEX = re.compile(r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.relative_position_index")
+# mmdet's `PatchMerging` gathers each 2x2 neighbourhood with `nn.Unfold` (channel-major), Transformers concatenates
+# the four positions (position-major, in the order (0,0), (1,0), (0,1), (1,1)): mmdet's `swin_converter` reorders
+# with this permutation (its own inverse).
+_UNFOLD_TO_CONCAT = [0, 2, 1, 3]
+
+
+def mmdet_swin_relative_position_index(window_size: int) -> torch.Tensor:
+    """mmdet `WindowMSA.relative_position_index` for a square window (the buffer its checkpoints carry)."""
+    steps = torch.arange(0, (2 * window_size - 1) * window_size, 2 * window_size - 1)[:, None]
+    coords = (steps + torch.arange(window_size)[None, :]).reshape(1, -1)
+    return (coords + coords.T).flip(1).contiguous()
+
+
+def _unfold_to_concat(tensor: torch.Tensor) -> torch.Tensor:
+    """A patch-merging reduction weight `(out, 4C)` or norm parameter `(4C,)` from mmdet's order to Transformers'."""
+    channels = tensor.shape[-1] // 4
+    grouped = tensor.reshape(*tensor.shape[:-1], channels, 4).transpose(-1, -2)
+    return grouped[..., _UNFOLD_TO_CONCAT, :].reshape(tensor.shape).contiguous()
+
+
+def _concat_to_unfold(tensor: torch.Tensor) -> torch.Tensor:
+    channels = tensor.shape[-1] // 4
+    grouped = tensor.reshape(*tensor.shape[:-1], 4, channels)[..., _UNFOLD_TO_CONCAT, :]
+    return grouped.transpose(-1, -2).reshape(tensor.shape).contiguous()
+
+
+def swin_original_to_hf(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """One mmdet Swin tensor -> its Transformers tensor(s); `{}` for the index buffer (checked, then dropped), `None`
+    for a key that is not a Swin backbone key."""
+    if match := _SWIN_INDEX.fullmatch(key):
+        window_size = round((tensor.shape[0]) ** 0.5)
+        if not torch.equal(tensor.long(), mmdet_swin_relative_position_index(window_size)):
+            raise ValueError(f"{key} is not the relative position index of a {window_size}x{window_size} window.")
+        return {}
+    if match := _SWIN_BLOCK.fullmatch(key):
+        stage, block, part, param = match.groups()
+        prefix = f"{_HF_SWIN}encoder.layers.{stage}.blocks.{block}."
+        if part == "attn.w_msa.qkv":
+            return {
+                f"{prefix}attention.{name}_proj.{param}": piece.clone()
+                for name, piece in zip(QKV_ORDER, tensor.chunk(3))
+            }
+        if part in _SWIN_BLOCK_PARTS:
+            return {f"{prefix}{_SWIN_BLOCK_PARTS[part]}.{param}": tensor}
+        return None
+    if match := re.fullmatch(
+        r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.relative_position_bias_table", key
+    ):
+        stage, block = match.groups()
+        return {
+            f"{_HF_SWIN}encoder.layers.{stage}.blocks.{block}.attention.relative_position_bias.relative_position_bias_table": tensor
+        }
+    if match := re.fullmatch(r"backbone\.stages\.(\d+)\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)", key):
+        stage, part = match.groups()
+        return {f"{_HF_SWIN}encoder.layers.{stage}.downsample.{part}": _unfold_to_concat(tensor)}
+    if match := re.fullmatch(r"backbone\.patch_embed\.(projection|norm)\.(weight|bias)", key):
+        part, param = match.groups()
+        target = "patch_embeddings.projection" if part == "projection" else "norm"
+        return {f"{_HF_SWIN}embeddings.{target}.{param}": tensor}
+    if match := re.fullmatch(r"backbone\.norm(\d)\.(weight|bias)", key):
+        level, param = match.groups()
+        return {f"model.backbone.hidden_states_norms.stage{int(level) + 1}.{param}": tensor}
+    return None
+
+
+def swin_hf_to_original(hf_state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The inverse of `swin_original_to_hf` over a whole state dict (q/k/v fused, index buffers regenerated);
+    returns (official tensors, keys that are not Transformers Swin keys). Transformers' unused final norm is skipped."""
+    original: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+    others = []
+    inverse_parts = {value: key for key, value in _SWIN_BLOCK_PARTS.items()}
+    for key, tensor in hf_state_dict.items():
+        if key.startswith(f"{_HF_SWIN}layernorm."):
+            continue
+        if match := _HF_SWIN_BLOCK.fullmatch(key):
+            stage, block, part, param = match.groups()
+            prefix = f"{_MMDET_SWIN}stages.{stage}.blocks.{block}."
+            if part in ("attention.q_proj", "attention.k_proj", "attention.v_proj"):
+                fused.setdefault(f"{prefix}attn.w_msa.qkv.{param}", {})[part.split(".")[1][0]] = tensor
+                continue
+            if part in inverse_parts:
+                original[f"{prefix}{inverse_parts[part]}.{param}"] = tensor
+                continue
+        if match := re.fullmatch(
+            r"model\.backbone\.swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.attention\.relative_position_bias\.relative_position_bias_table",
+            key,
+        ):
+            stage, block = match.groups()
+            prefix = f"{_MMDET_SWIN}stages.{stage}.blocks.{block}.attn.w_msa."
+            original[f"{prefix}relative_position_bias_table"] = tensor
+            window_size = (round(tensor.shape[0] ** 0.5) + 1) // 2
+            original[f"{prefix}relative_position_index"] = mmdet_swin_relative_position_index(window_size)
+        elif match := re.fullmatch(r"model\.backbone\.swin\.encoder\.layers\.(\d+)\.downsample\.(.+)", key):
+            original[f"{_MMDET_SWIN}stages.{match.group(1)}.downsample.{match.group(2)}"] = _concat_to_unfold(tensor)
+        elif match := re.fullmatch(
+            r"model\.backbone\.swin\.embeddings\.(patch_embeddings\.projection|norm)\.(\w+)", key
+        ):
+            part = "projection" if match.group(1) != "norm" else "norm"
+            original[f"{_MMDET_SWIN}patch_embed.{part}.{match.group(2)}"] = tensor
+        elif match := re.fullmatch(r"model\.backbone\.hidden_states_norms\.stage(\d)\.(\w+)", key):
+            original[f"{_MMDET_SWIN}norm{int(match.group(1)) - 1}.{match.group(2)}"] = tensor
+        else:
+            others.append(key)
+    for key, parts in fused.items():
+        original[key] = torch.cat([parts[name] for name in QKV_ORDER])
+    return original, others
+
+
 def _match_rule(key: str, regex_name: str) -> tuple[KeyRule, dict[str, str]] | None:
     """The rule whose `regex_name` template matches `key` fully, with its field values (index maps applied)."""
     for rule in KEY_RULES:
@@ -175,19 +354,20 @@ def _match_rule(key: str, regex_name: str) -> tuple[KeyRule, dict[str, str]] | N
     return None
 
 
+def original_key_name(hf_key: str) -> str | None:
+    """The official (mmdet) name of the HF tensor `hf_key` (q/k/v pieces name their fused `in_proj`), or `None` when
+    no rule maps it (e.g. the keys of a Transformers backbone)."""
+    found = _match_rule(hf_key, "hf_regex")
+    return None if found is None else _format(found[0].original, found[1])
+
+
 def _format(template: str, fields: Mapping[str, str]) -> str:
     return _FIELD.sub(lambda match: fields[match.group(1)], template)
 
 
 def _unknown_keys_error(direction: str, keys: list[str]) -> ValueError:
-    hint = ""
-    if any(key.startswith(("backbone.conv1", "backbone.layer1", "backbone.stages")) for key in keys):
-        hint = (
-            " This looks like a ResNet-50 or Swin-L TeViT checkpoint; only the MsgShifT (PVTv2) variants are "
-            "supported."
-        )
     listed = "\n  ".join(sorted(keys))
-    return ValueError(f"{len(keys)} {direction} key(s) match no conversion rule:{hint}\n  {listed}")
+    return ValueError(f"{len(keys)} {direction} key(s) match no conversion rule:\n  {listed}")
 
 
 def rename_original_state_dict(original: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -201,6 +381,16 @@ def rename_original_state_dict(original: Mapping[str, torch.Tensor]) -> dict[str
     unmapped: list[str] = []
     bad_shapes: list[str] = []
     for key, tensor in original.items():
+        resnet_key = (
+            torchvision_resnet_key_to_hf(key.removeprefix("backbone.")) if key.startswith("backbone.") else None
+        )
+        if resnet_key is not None:
+            converted[f"model.backbone.{resnet_key}"] = tensor
+            continue
+        swin_tensors = swin_original_to_hf(key, tensor) if key.startswith(_MMDET_SWIN) else None
+        if swin_tensors is not None:
+            converted.update(swin_tensors)
+            continue
         found = _match_rule(key, "original_regex")
         if found is None:
             unmapped.append(key)
@@ -232,10 +422,16 @@ def convert_hf_state_dict_to_original(hf_state_dict: Mapping[str, torch.Tensor])
 
     Raises `ValueError` on HF keys no rule maps and on fused projections with a missing q, k or v part.
     """
-    original: dict[str, torch.Tensor] = {}
+    original, remaining_keys = swin_hf_to_original(hf_state_dict)
     fused_parts: dict[str, dict[str, torch.Tensor]] = {}
     unmapped: list[str] = []
-    for key, tensor in hf_state_dict.items():
+    for key in remaining_keys:
+        tensor = hf_state_dict[key]
+        if key.startswith("model.backbone."):
+            resnet_key = hf_resnet_key_to_torchvision(key.removeprefix("model.backbone."))
+            if resnet_key is not None:
+                original[f"backbone.{resnet_key}"] = tensor
+                continue
         found = _match_rule(key, "hf_regex")
         if found is None:
             unmapped.append(key)
@@ -272,12 +468,14 @@ def expected_hf_shapes(config: TeViTConfig) -> dict[str, tuple[int, ...]]:
 
 
 def check_state_dict_matches(
-    state_dict: Mapping[str, torch.Tensor], expected_shapes: Mapping[str, tuple[int, ...]]
+    state_dict: Mapping[str, torch.Tensor],
+    expected_shapes: Mapping[str, tuple[int, ...]],
+    may_be_missing: tuple[str, ...] = (),
 ) -> None:
-    """Raise one `ValueError` listing unused keys, unfilled keys and shape mismatches (expected vs got)."""
+    """Raise one `ValueError` listing unused keys, unfilled keys (but `may_be_missing`) and shape mismatches."""
     problems = []
     unused = sorted(set(state_dict) - set(expected_shapes))
-    missing = sorted(set(expected_shapes) - set(state_dict))
+    missing = sorted(set(expected_shapes) - set(state_dict) - set(may_be_missing))
     if unused:
         problems.append("converted keys the model does not have:\n    " + "\n    ".join(unused))
     if missing:
@@ -293,14 +491,40 @@ def check_state_dict_matches(
         raise ValueError("The converted checkpoint does not fit the model:\n  " + "\n  ".join(problems))
 
 
+def fresh_keys(original: Mapping[str, torch.Tensor], config: TeViTConfig) -> tuple[str, ...]:
+    """Model keys an official checkpoint legitimately lacks: the messenger tokens of a COCO QueryInst PVTv2."""
+    if config.uses_msgshift_backbone and config.num_messenger_tokens > 0 and MESSENGER_TOKENS_KEY not in original:
+        return (HF_MESSENGER_TOKENS_KEY,)
+    if not config.uses_msgshift_backbone and config.backbone_config.model_type == "swin":
+        return (f"{_HF_SWIN}layernorm.weight", f"{_HF_SWIN}layernorm.bias")  # Transformers' unused final norm
+    return ()
+
+
+def describe_checkpoint(original: Mapping[str, torch.Tensor], config: TeViTConfig, fresh: tuple[str, ...]) -> str:
+    """One line saying what was found and what starts fresh."""
+    if config.uses_msgshift_backbone:
+        backbone = f"PVTv2 {list(config.backbone_hidden_sizes)} x {list(config.backbone_depths)}"
+    else:
+        backbone = f"{config.backbone_config.model_type} depths {list(config.backbone_config.depths)}"
+    if not config.uses_msgshift_backbone:
+        family = f"TeViT or QueryInst {config.backbone_config.model_type} (one key layout)"
+    else:
+        family = "TeViT MsgShifT" if MESSENGER_TOKENS_KEY in original else "QueryInst (COCO) PVTv2"
+    found = (
+        f"Found a {family} checkpoint: {backbone} backbone, {config.num_head_stages} head stages, "
+        f"{config.num_queries} proposals, {config.num_labels} classes"
+    )
+    return found + (f"; initialised fresh: {', '.join(fresh)}." if fresh else "; every model tensor loaded.")
+
+
 def convert_original_state_dict(original: Mapping[str, torch.Tensor], config: TeViTConfig) -> dict[str, torch.Tensor]:
     """Official state dict -> state dict of `TeViTForVideoInstanceSegmentation(config)`.
 
-    Raises `ValueError` naming every unmapped official key, every model key left unfilled and every shape
-    mismatch (expected vs got).
+    Raises `ValueError` naming every unmapped official key, every model key left unfilled (but the messenger tokens
+    a QueryInst checkpoint lacks) and every shape mismatch (expected vs got).
     """
     converted = rename_original_state_dict(original)
-    check_state_dict_matches(converted, expected_hf_shapes(config))
+    check_state_dict_matches(converted, expected_hf_shapes(config), may_be_missing=fresh_keys(original, config))
     return converted
 
 
@@ -327,7 +551,60 @@ def _default_id2label(num_labels: int) -> dict[int, str]:
     return {index: f"LABEL_{index}" for index in range(num_labels)}
 
 
+def _infer_resnet_backbone(original: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """ResNet family (TeViT R50 and QueryInst R50/R101): depths and widths from the shapes, every other setting the
+    official `tevit_r50.py` one (pytorch style, stem + stage 1 frozen, BatchNorms in eval mode)."""
+    if "backbone.layer1.0.conv3.weight" not in original:
+        raise ValueError("Only bottleneck ResNets (ResNet-50/101/152) convert; the checkpoint has no layer1.0.conv3.")
+    depths = [
+        _consecutive_count(_indices(original, rf"backbone\.layer{stage}\.(\d+)\.conv1\.weight"), f"layer{stage} block")
+        for stage in range(1, 5)
+    ]
+    stem_width, num_channels = _shape(original, "backbone.conv1.weight")[:2]
+    backbone_config = {
+        **OFFICIAL_PRESETS["r50"]["backbone_config"],
+        "num_channels": num_channels,
+        "embedding_size": stem_width,
+        "depths": depths,
+        "hidden_sizes": [_shape(original, f"backbone.layer{stage}.0.conv3.weight")[0] for stage in range(1, 5)],
+    }
+    return {**OFFICIAL_PRESETS["r50"], "backbone_config": backbone_config, "num_channels": num_channels}
+
+
+def _infer_swin_backbone(original: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Swin family (TeViT Swin-L, QueryInst Swin-L): widths, depths, heads, window and MLP ratio from the shapes
+    (the bias tables are `((2w - 1)^2, heads)`); drop path and the rest from `tevit_swin-l_mstrain.py`."""
+    embed_dim, num_channels, patch_size, _ = _shape(original, "backbone.patch_embed.projection.weight")
+    num_stages = _consecutive_count(
+        _indices(original, r"backbone\.stages\.(\d+)\.blocks\.0\.norm1\.weight"), "Swin stage"
+    )
+    depths, heads = [], []
+    for stage in range(num_stages):
+        depths.append(
+            _consecutive_count(
+                _indices(original, rf"backbone\.stages\.{stage}\.blocks\.(\d+)\.norm1\.weight"), "Swin block"
+            )
+        )
+        table = _shape(original, f"backbone.stages.{stage}.blocks.0.attn.w_msa.relative_position_bias_table")
+        heads.append(table[1])
+    window_size = (round(table[0] ** 0.5) + 1) // 2
+    mlp_width = _shape(original, "backbone.stages.0.blocks.0.ffn.layers.0.0.weight")[0]
+    preset = OFFICIAL_PRESETS["swin_l_mstrain"]
+    backbone_config = {
+        **preset["backbone_config"],
+        "num_channels": num_channels, "patch_size": patch_size, "embed_dim": embed_dim, "depths": depths,
+        "num_heads": heads, "window_size": window_size, "mlp_ratio": mlp_width / embed_dim,
+    }  # fmt: skip
+    return {"backbone_config": backbone_config, "num_messenger_tokens": 0, "num_channels": num_channels}
+
+
 def _infer_backbone(original: Mapping[str, torch.Tensor], head_dim: int) -> dict[str, Any]:
+    # CODEPATH: TeViT R50 and QueryInst R50/R101 checkpoints have torchvision-style ResNet keys.
+    if "backbone.conv1.weight" in original:
+        return _infer_resnet_backbone(original)
+    # CODEPATH: TeViT Swin-L and QueryInst Swin-L checkpoints have mmdet `SwinTransformer` keys.
+    if "backbone.patch_embed.projection.weight" in original:
+        return _infer_swin_backbone(original)
     num_stages = _consecutive_count(
         _indices(original, r"backbone\.layers\.(\d+)\.0\.projection\.weight"), "backbone stage"
     )
@@ -357,7 +634,10 @@ def _infer_backbone(original: Mapping[str, torch.Tensor], head_dim: int) -> dict
         fields["backbone_patch_sizes"].append(kernel)
         fields["backbone_strides"].append(FIRST_STAGE_PATCH_STRIDE if stage == 0 else LATER_STAGE_PATCH_STRIDE)
         fields["backbone_paddings"].append(kernel // 2)
-    _, num_messenger_tokens, token_channels = _shape(original, "backbone.msg_tokens")
+    if MESSENGER_TOKENS_KEY not in original:
+        # A COCO QueryInst PVTv2 checkpoint: TeViT adds the messenger tokens, which start from their fresh init.
+        return {**fields, "num_channels": num_channels}
+    _, num_messenger_tokens, token_channels = _shape(original, MESSENGER_TOKENS_KEY)
     if token_channels != num_channels:
         raise ValueError(
             f"backbone.msg_tokens has {token_channels} channels but the first patch embedding takes {num_channels}."
@@ -413,7 +693,7 @@ def infer_config_from_state_dict(
     heads = flags.pop("backbone_num_attention_heads", None)
     if heads is not None:
         inferred["backbone_num_attention_heads"] = list(heads)
-    else:
+    elif "backbone_config" not in inferred:
         logger.info(
             "Backbone attention heads are not stored in the checkpoint; using %s (head dim %d).",
             inferred["backbone_num_attention_heads"],
@@ -515,9 +795,12 @@ def convert_checkpoint(
         config = infer_config_from_state_dict(original, id2label=id2label, **config_flags)
         model = TeViTForVideoInstanceSegmentation(config)
         converted = rename_original_state_dict(original)
+        fresh = fresh_keys(original, config)
         # Same checks as `convert_original_state_dict`, against the model just built (no second, meta build).
-        check_state_dict_matches(converted, {key: tuple(value.shape) for key, value in model.state_dict().items()})
-        model.load_state_dict(converted, strict=True)
+        expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+        check_state_dict_matches(converted, expected, may_be_missing=fresh)
+        model.load_state_dict(converted, strict=not fresh)
+        logger.info("%s", describe_checkpoint(original, config, fresh))
         if verify:
             verify_model(model, config)
         model.save_pretrained(staging)

@@ -21,6 +21,7 @@ clip-major: the `N = B * T` axis holds the T frames of clip 0, then clip 1, ...
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.backbone_utils import load_backbone
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
@@ -620,16 +622,18 @@ class TeViTMsgShiftBackbone(nn.Module):
 
 
 class TeViTFeaturePyramidNetwork(nn.Module):
-    """mmdet FPN (no norm, no activation): 1x1 laterals, nearest top-down addition, 3x3 output convs."""
+    """mmdet FPN (no norm, no activation): 1x1 laterals, nearest top-down addition, 3x3 output convs.
 
-    def __init__(self, config: TeViTConfig):
+    `in_channels` are the backbone's widths, one per level (`TeViTModel` reads them from the backbone it built).
+    """
+
+    def __init__(self, config: TeViTConfig, in_channels: list[int]):
         super().__init__()
         self.lateral_convs = nn.ModuleList(
-            nn.Conv2d(channels, config.hidden_size, kernel_size=1) for channels in config.backbone_hidden_sizes
+            nn.Conv2d(channels, config.hidden_size, kernel_size=1) for channels in in_channels
         )
         self.output_convs = nn.ModuleList(
-            nn.Conv2d(config.hidden_size, config.hidden_size, kernel_size=3, padding=1)
-            for _ in config.backbone_hidden_sizes
+            nn.Conv2d(config.hidden_size, config.hidden_size, kernel_size=3, padding=1) for _ in in_channels
         )
 
     def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -804,12 +808,8 @@ class TeViTSpatioTemporalQueryStage(nn.Module):
 
 
 def feature_strides(config: TeViTConfig) -> list[int]:
-    """Cumulative strides of the backbone stages (4, 8, 16, 32 for PVTv2), i.e. of the FPN levels."""
-    strides, total = [], 1
-    for stride in config.backbone_strides:
-        total *= stride
-        strides.append(total)
-    return strides
+    """Strides of the FPN levels (4, 8, 16, 32 for PVTv2 and every Transformers backbone), see `TeViTConfig`."""
+    return config.feature_strides
 
 
 class TeViTMaskConvLayer(nn.Module):
@@ -1017,24 +1017,124 @@ def _check_forward_kwargs(model: nn.Module, kwargs: dict) -> None:
         )
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Backbone choice: the MsgShifT PVTv2 or any Transformers `AutoBackbone`
+# ----------------------------------------------------------------------------------------------------------------------
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def build_backbone(config: TeViTConfig) -> tuple[nn.Module, list[int]]:
+    """The backbone `config` selects and its output widths (the FPN input widths)."""
+    # CODEPATH: MsgShifT checkpoints (tevit_msgshift*) build the PVTv2 here; tevit_r50* and tevit_swin-l_mstrain
+    # build their Transformers ResNet / Swin backbone from `backbone_config`.
+    if config.uses_msgshift_backbone:
+        return TeViTMsgShiftBackbone(config), list(config.backbone_hidden_sizes)
+    backbone = load_backbone(config)
+    return backbone, list(backbone.channels)
+
+
+def backbone_freeze_units(backbone: nn.Module) -> list[list[nn.Module]]:
+    """The backbone split as mmdet's `frozen_stages` counts it: `[stem, stage 1, ..., stage 4]`, each a list of
+    modules (the MsgShifT stem lives in its stage 1, so its stem entry is empty; a Swin stage includes its output
+    LayerNorm, as mmdet's `norm{i}`)."""
+    if isinstance(backbone, TeViTMsgShiftBackbone):
+        return [[]] + [[stage] for stage in backbone.stages]
+    # Swin keeps its layers in a wrapped base model (`backbone.swin`), ResNet and ConvNeXt at the top level.
+    root = getattr(backbone, getattr(backbone, "base_model_prefix", ""), None)
+    root = root if isinstance(root, nn.Module) else backbone
+    stem = next((getattr(root, name) for name in ("embedder", "embeddings") if hasattr(root, name)), None)
+    encoder = getattr(root, "encoder", None)
+    stages = next((getattr(encoder, name) for name in ("stages", "layers") if hasattr(encoder, name)), None)
+    if stem is None or stages is None:
+        raise ValueError(
+            f"`backbone_frozen_stages` is not supported for {type(backbone).__name__}: expected a stem "
+            "(`embedder`/`embeddings`) and `encoder.stages`/`encoder.layers` as in ResNet, ConvNeXt and Swin."
+        )
+    units = [[stem]] + [[stage] for stage in stages]
+    output_norms = getattr(backbone, "hidden_states_norms", None)
+    if isinstance(output_norms, nn.ModuleDict):
+        for index, name in enumerate(backbone.stage_names[1:], start=1):
+            if name in output_norms and index < len(units):
+                units[index].append(output_norms[name])
+    return units
+
+
+def check_feature_map_strides(feature_maps: list[torch.Tensor], height: int, width: int, strides: list[int]) -> None:
+    """A Transformers backbone must return maps at strides 4, 8, 16, 32 (RoIAlign scales by these strides)."""
+    for level, (feature_map, stride) in enumerate(zip(feature_maps, strides)):
+        expected = (math.ceil(height / stride), math.ceil(width / stride))
+        if tuple(feature_map.shape[-2:]) != expected:
+            raise ValueError(
+                f"Backbone level {level} is {tuple(feature_map.shape[-2:])} for a {height}x{width} input, expected "
+                f"{expected} (stride {stride}); TeViT needs backbone features at strides {strides}."
+            )
+
+
 @auto_docstring(
-    custom_intro="TeViT without the mask heads: MsgShifT backbone, FPN, learned proposals and the STQI stage cascade."
+    custom_intro="TeViT without the mask heads: MsgShifT backbone (or a Transformers backbone), FPN, learned "
+    "proposals and the STQI stage cascade."
 )
 class TeViTModel(TeViTPreTrainedModel):
     def __init__(self, config: TeViTConfig):
         super().__init__(config)
-        self.backbone = TeViTMsgShiftBackbone(config)
-        self.neck = TeViTFeaturePyramidNetwork(config)
+        self.backbone, backbone_channels = build_backbone(config)
+        self.neck = TeViTFeaturePyramidNetwork(config, backbone_channels)
         self.proposal_boxes = nn.Embedding(config.num_queries, 4)
         self.proposal_features = nn.Embedding(config.num_queries, config.hidden_size)
         self.decoder_stages = nn.ModuleList(
             TeViTSpatioTemporalQueryStage(config) for _ in range(config.num_head_stages)
         )
         self.post_init()
+        self.train(self.training)
 
-    def get_input_embeddings(self) -> TeViTOverlapPatchEmbeddings:
-        """The patch embedding of the first backbone stage (the module that reads the pixels)."""
-        return self.backbone.stages[0].patch_embeddings
+    def get_input_embeddings(self) -> nn.Module:
+        """The module that reads the pixels: the MsgShifT stage-1 patch embedding, or the Transformers backbone's."""
+        # CODEPATH: MsgShifT (tevit_msgshift*) vs Transformers backbones (tevit_r50*, tevit_swin-l_mstrain).
+        if self.config.uses_msgshift_backbone:
+            return self.backbone.stages[0].patch_embeddings
+        try:
+            return self.backbone.get_input_embeddings()
+        except NotImplementedError:  # e.g. ResNetBackbone: its stem reads the pixels
+            return backbone_freeze_units(self.backbone)[0][0]
+
+    def _unused_backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters a Transformers backbone never uses for its feature maps (its `_keys_to_ignore_on_load_missing`,
+        e.g. Swin's final LayerNorm): kept for loading, frozen so that DDP does not wait for their gradients."""
+        patterns = getattr(self.backbone, "_keys_to_ignore_on_load_missing", None) or []
+        # CODEPATH: only Transformers backbones declare such keys (Swin of tevit_swin-l_mstrain: its final norm).
+        if self.config.uses_msgshift_backbone or not patterns:
+            return []
+        return [
+            parameter
+            for name, parameter in self.backbone.named_parameters()
+            if any(re.search(pattern, name) for pattern in patterns)
+        ]
+
+    def _frozen_backbone_modules(self) -> list[nn.Module]:
+        # CODEPATH: tevit_r50* freeze the stem and stage 1 (frozen_stages=1); MsgShifT and Swin-L freeze nothing (-1).
+        units = backbone_freeze_units(self.backbone) if self.config.backbone_frozen_stages >= 0 else []
+        return [module for unit in units[: self.config.backbone_frozen_stages + 1] for module in unit]
+
+    def train(self, mode: bool = True) -> TeViTModel:
+        """`nn.Module.train`, keeping the frozen backbone stages without gradient and in eval mode and, with
+        `backbone_norm_eval`, every backbone BatchNorm in eval mode (mmdet `frozen_stages` / `norm_eval`: their
+        running statistics never update). Also called by the constructor and by `from_pretrained` (through `eval`),
+        so the freeze holds on every model, however its parameters were loaded."""
+        super().train(mode)
+        for module in self._frozen_backbone_modules():
+            module.requires_grad_(False)
+        for parameter in self._unused_backbone_parameters():
+            parameter.requires_grad_(False)
+        if mode:
+            for module in self._frozen_backbone_modules():
+                module.eval()
+            # CODEPATH: tevit_r50* keep every BatchNorm in eval mode (norm_eval=True); the others have no BatchNorm.
+            if self.config.backbone_norm_eval:
+                for module in self.backbone.modules():
+                    if isinstance(module, _BATCH_NORMS):
+                        module.eval()
+        return self
 
     @auto_docstring
     # `last_hidden_state` holds the query features, not the last backbone map: keep the recorded maps as they are.
@@ -1073,7 +1173,13 @@ class TeViTModel(TeViTPreTrainedModel):
         # CODEPATH: the released numbers were produced with every frame as its own backbone clip (T=1) at inference
         # (`shift_messengers_at_inference=False`); the current official code shifts over the whole clip.
         backbone_frames = num_frames if (self.training or self.config.shift_messengers_at_inference) else 1
-        backbone_maps = self.backbone(images, backbone_frames, **kwargs)
+        # CODEPATH: MsgShifT (tevit_msgshift*) shifts messengers over the clip; tevit_r50* / tevit_swin-l_mstrain run
+        # their Transformers backbone frame by frame.
+        if self.config.uses_msgshift_backbone:
+            backbone_maps = self.backbone(images, backbone_frames, **kwargs)
+        else:  # a per-frame Transformers backbone: no messenger tokens to shift ("STQI only")
+            backbone_maps = list(self.backbone(images).feature_maps)
+            check_feature_map_strides(backbone_maps, height, width, self.config.feature_strides)
         feature_maps = self.neck(backbone_maps)
         # RoIAlign reads channels-last rows of the whole pyramid: flatten it once for all stages.
         flat_features = flatten_feature_pyramid(feature_maps)

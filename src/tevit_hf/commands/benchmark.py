@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
+from ..configuration_tevit import OFFICIAL_PRESETS, PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from ..file_utils import write_text_atomic
 from ..image_processing_tevit import TeViTImageProcessor
 from ..inference_tevit import TeViTClipRunner
@@ -121,8 +121,9 @@ class BenchmarkSettings:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}.")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}.")
-        if self.model_path is None and self.preset != "tiny" and self.preset not in PVT_V2_PRESETS:
-            raise ValueError(f"preset must be 'tiny' or one of {sorted(PVT_V2_PRESETS)}, got {self.preset!r}.")
+        known = ("tiny", *PVT_V2_PRESETS, *OFFICIAL_PRESETS)
+        if self.model_path is None and self.preset not in known:
+            raise ValueError(f"preset must be one of {', '.join(known)}, got {self.preset!r}.")
 
     @property
     def label(self) -> str:
@@ -195,13 +196,16 @@ def apply_overrides(settings: BenchmarkSettings, overrides: str) -> BenchmarkSet
 
 
 def build_config(settings: BenchmarkSettings) -> TeViTConfig:
-    """The config of `settings`: the tiny config, a PVTv2 preset, or the config of `model_path`."""
+    """The config of `settings`: the tiny config, a PVTv2 preset, an official preset (r50, r50_mstrain,
+    swin_l_mstrain) or the config of `model_path`."""
     if settings.model_path is not None:
         config = TeViTConfig.from_pretrained(settings.model_path)
         for key, value in settings.config_overrides.items():
             setattr(config, key, value)
     elif settings.preset == "tiny":
         config = TeViTConfig(**{**TINY_CONFIG, **settings.config_overrides})
+    elif settings.preset in OFFICIAL_PRESETS:
+        config = TeViTConfig.from_official_preset(settings.preset, **settings.config_overrides)
     else:
         config = TeViTConfig.from_pvt_v2_preset(settings.preset, **settings.config_overrides)
     config._attn_implementation = settings.attn_implementation
@@ -811,7 +815,10 @@ def flops_per_frame(settings: BenchmarkSettings) -> dict[str, Any]:
         "num_frames": settings.num_frames,
         "input_size": list(settings.padded_size),
         "frame_size": [settings.height, settings.width],
-        "paper_gflops_per_frame": PAPER_GFLOPS_PER_FRAME,
+        # The paper's figure is for the MsgShifT PVTv2-B1 only.
+        "paper_gflops_per_frame": PAPER_GFLOPS_PER_FRAME
+        if settings.model_path is None and settings.preset == "b1"
+        else None,
     }
 
 
@@ -881,7 +888,8 @@ def format_markdown(record: dict[str, Any]) -> str:
         lines += [
             f"Input {result['input_size'][0]}x{result['input_size'][1]} (frame {result['frame_size'][0]}x"
             f"{result['frame_size'][1]}), T={result['num_frames']}: **{result['gflops_per_frame']:.2f} GFLOPs per "
-            f"frame** ({result['gmacs_per_frame']:.2f} GMACs); paper: {result['paper_gflops_per_frame']}.",
+            f"frame** ({result['gmacs_per_frame']:.2f} GMACs)"
+            + (f"; paper: {result['paper_gflops_per_frame']}." if result["paper_gflops_per_frame"] else "."),
             "",
             "| part | GFLOPs/frame |",
             "|---|---|",
@@ -941,7 +949,12 @@ def write_record(record: dict[str, Any], output_dir: str | os.PathLike) -> tuple
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = BenchmarkSettings()
     parser.add_argument("mode", choices=MODES, help="what to measure")
-    parser.add_argument("--preset", default=defaults.preset, help="'tiny' or a PVTv2 variant b0..b5 (default b1)")
+    parser.add_argument(
+        "--preset",
+        default=defaults.preset,
+        help="'tiny', a PVTv2 variant b0..b5 (default b1, the MsgShifT TeViT) or an official preset: "
+        "r50, r50_mstrain, swin_l_mstrain",
+    )
     parser.add_argument("--model", dest="model_path", default=None, help="benchmark a saved model folder instead")
     parser.add_argument("--height", type=int, default=None, help="frame height before padding (default 360)")
     parser.add_argument("--width", type=int, default=None, help="frame width before padding (default 640)")

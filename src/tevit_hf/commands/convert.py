@@ -7,6 +7,7 @@ import json
 import os
 
 from ..convert_tevit_original_to_hf import DEFAULT_BACKBONE_HEAD_DIM, convert_checkpoint
+from ..official_checkpoints import OFFICIAL_CHECKPOINTS, default_cache_dir, fetch_checkpoint
 
 
 def load_id2label(path: str | os.PathLike) -> dict[int, str]:
@@ -24,7 +25,18 @@ def load_id2label(path: str | os.PathLike) -> dict[int, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="official TeViT .pth (mmdet state_dict)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="official TeViT or QueryInst .pth (mmdet state_dict): a path, a URL, or the name of a hustvl/Storage "
+        f"v1.1.0 file ({', '.join(OFFICIAL_CHECKPOINTS)}), downloaded once into --cache-dir",
+    )
+    parser.add_argument("--sha256", help="expected sha256 (or a prefix of it) of the downloaded checkpoint")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help=f"where downloaded checkpoints are kept (default $TEVIT_HF_CHECKPOINTS or {default_cache_dir()})",
+    )
     parser.add_argument("--output-dir", required=True, help="folder to write (save_pretrained layout)")
     parser.add_argument("--id2label", help="JSON file: {id: name} or a list of class names")
     parser.add_argument("--verify", action="store_true", help="run a forward on a random clip and check outputs")
@@ -52,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     convert_checkpoint(
-        args.checkpoint,
+        fetch_checkpoint(args.checkpoint, args.cache_dir, args.sha256),
         args.output_dir,
         id2label=load_id2label(args.id2label) if args.id2label else None,
         verify=args.verify,

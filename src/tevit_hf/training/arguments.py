@@ -23,6 +23,24 @@ from .optimization import OFFICIAL_MAX_STEPS, OFFICIAL_WARMUP_START_FACTOR, SCHE
 
 DEFAULT_MODEL = "pvt_v2_b1"
 DEFAULT_TEST_SIZE = (640, 360)
+# The data and optimizer recipe of each official config (hustvl/TeViT `configs/tevit/*.py`) that differs from the
+# MsgShifT one (scales 640x360-960x480 drawn in a range, test 640x360, weight decay on every parameter). A preset
+# given as --model_name_or_path supplies these defaults; an explicit option always wins.
+TRAINING_RECIPES: dict[str, dict] = {
+    "r50_mstrain": {"scale_mode": "value"},
+    "swin_l_mstrain": {
+        "train_scales": [(1333, short) for short in range(320, 801, 32)],
+        "scale_mode": "value",
+        "test_size": (1333, 480),
+        "no_weight_decay_keys": ["absolute_pos_embed", "relative_position_bias_table", "norm"],
+    },
+}
+_RECIPE_DEFAULTS = {
+    "train_scales": list(DEFAULT_TRAIN_SCALES),
+    "scale_mode": "range",
+    "test_size": DEFAULT_TEST_SIZE,
+    "no_weight_decay_keys": [],
+}
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 
 
@@ -85,8 +103,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model_name_or_path",
         default=DEFAULT_MODEL,
-        help="a preset (tiny, pvt_v2_b0 ... pvt_v2_b5; the official model is pvt_v2_b1), a config .json, or a model "
-        "folder (saved or converted; its weights are loaded non-strictly)",
+        help="a preset (tiny, pvt_v2_b0 ... pvt_v2_b5; the official MsgShifT model is pvt_v2_b1; the official "
+        "STQI-only models r50, r50_mstrain, swin_l_mstrain, whose recipes set the data/optimizer defaults), a config "
+        ".json, or a model folder (saved or converted; its weights are loaded non-strictly)",
     )
     group.add_argument(
         "--config_overrides",
@@ -98,6 +117,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start from these weights (model folder or .safetensors/.bin file) instead of the model folder's own: "
         "tensors of another name or shape (e.g. a 40-class head for a 25-class dataset) are skipped and reported",
+    )
+    group.add_argument(
+        "--backbone_init_from",
+        default=None,
+        help="ImageNet weights for the backbone, loaded before --init_from (file or folder): a Transformers PvtV2 "
+        "checkpoint or whai362/PVT's pvt_v2_b*.pth for the MsgShifT backbone; a checkpoint of the backbone's "
+        "Transformers model type, or torchvision's resnet50 for r50; every key must be accounted for",
     )
 
 
@@ -154,21 +180,24 @@ def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
         "--train_scales",
         type=parse_size,
         nargs="+",
-        default=list(DEFAULT_TRAIN_SCALES),
-        help="training resize bounds LONGxSHORT (official 640x360 960x480)",
+        default=None,
+        help="training resize bounds LONGxSHORT (default: the preset's official recipe, 640x360 960x480; "
+        "swin_l_mstrain: 1333x320 ... 1333x800)",
     )
     group.add_argument(
         "--scale_mode",
         choices=SCALE_MODES,
-        default="range",
-        help="'range': long/short edges drawn between the two scales (official); 'value': one of them",
+        default=None,
+        help="'range': long/short edges drawn between the two scales; 'value': one of them (default: the preset's "
+        "official recipe: 'range', 'value' for r50_mstrain and swin_l_mstrain)",
     )
     group.add_argument("--flip_probability", type=float, default=0.5, help="probability of a horizontal clip flip")
     group.add_argument(
         "--test_size",
         type=parse_size,
-        default=DEFAULT_TEST_SIZE,
-        help="inference resize bound LONGxSHORT, saved in the image processor (official 640x360)",
+        default=None,
+        help="inference resize bound LONGxSHORT, saved in the image processor (default: the preset's official "
+        "recipe, 640x360; swin_l_mstrain: 1333x480)",
     )
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per device")
     group.add_argument(
@@ -189,6 +218,14 @@ def _add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
         help="lr multiplier of every model.backbone.* parameter (messenger tokens included)",
     )
     group.add_argument("--weight_decay", type=float, default=1e-4, help="AdamW weight decay, on every parameter")
+    group.add_argument(
+        "--no_weight_decay_keys",
+        nargs="*",
+        default=None,
+        help="parameters whose official name contains one of these get no weight decay, resolved as mmcv's "
+        "custom_keys (default: the preset's official recipe: none; swin_l_mstrain: absolute_pos_embed "
+        "relative_position_bias_table norm)",
+    )
     group.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
     group.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2")
     group.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
@@ -406,9 +443,18 @@ def check_output_dir(args: argparse.Namespace) -> None:
         )
 
 
+def apply_recipe_defaults(args: argparse.Namespace) -> None:
+    """Fill the recipe options left unset (`None`) from the official recipe of `--model_name_or_path`."""
+    recipe = {**_RECIPE_DEFAULTS, **TRAINING_RECIPES.get(str(args.model_name_or_path).lower(), {})}
+    for name, value in recipe.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and validate; argparse exits with status 2 on malformed values, our checks raise TrainingArgumentError."""
     args = build_parser().parse_args(argv)
+    apply_recipe_defaults(args)
     check_output_dir(args)
     validate_arguments(args)
     return args
@@ -417,7 +463,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TEST_SIZE",
+    "TRAINING_RECIPES",
     "TrainingArgumentError",
+    "apply_recipe_defaults",
     "build_parser",
     "parse_arguments",
     "parse_size",

@@ -83,14 +83,24 @@ def render_model_card(
         f"# {model_name}",
         "",
         "TeViT (Temporally Efficient Vision Transformer, Yang et al., CVPR 2022) for video instance segmentation: a "
-        "MsgShifT (PVTv2 with temporally shifted messenger tokens) backbone, an FPN and a QueryInst cascade with "
-        "spatio-temporal query interaction, trained with `tevit-hf`'s `scripts/train.py`.",
+        + (
+            "MsgShifT (PVTv2 with temporally shifted messenger tokens) backbone"
+            if config.uses_msgshift_backbone
+            else f'Transformers {config.backbone_config.model_type} backbone (no messenger tokens: "STQI only")'
+        )
+        + ", an FPN and a QueryInst cascade with spatio-temporal query interaction, trained with `tevit-hf`'s "
+        "`scripts/train.py`.",
         "",
         "## Model",
         "",
         f"- classes ({config.num_labels}): {', '.join(config.id2label[index] for index in sorted(config.id2label))}",
-        f"- backbone widths {list(config.backbone_hidden_sizes)}, depths {list(config.backbone_depths)}, "
-        f"{config.num_messenger_tokens} messenger tokens",
+        (
+            f"- backbone widths {list(config.backbone_hidden_sizes)}, depths {list(config.backbone_depths)}, "
+            f"{config.num_messenger_tokens} messenger tokens"
+            if config.uses_msgshift_backbone
+            else f"- backbone: {config.backbone_config.model_type}, "
+            f"{config.backbone_frozen_stages} frozen stage(s), BatchNorm eval: {config.backbone_norm_eval}"
+        ),
         f"- hidden size {config.hidden_size}, {config.num_queries} queries, {config.num_head_stages} head stages",
     ]
     if num_parameters is not None:

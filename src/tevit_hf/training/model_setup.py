@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from ..configuration_tevit import PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
+from ..configuration_tevit import OFFICIAL_PRESETS, PVT_V2_PRESETS, TINY_CONFIG_KWARGS, TeViTConfig
 from ..modeling_tevit import TeViTForVideoInstanceSegmentation
 from ..overrides import parse_overrides
 
@@ -39,13 +39,17 @@ _OFFICIAL_KEY_PREFIXES = ("roi_head.", "rpn_head.", "backbone.layers.")
 
 
 def available_presets() -> list[str]:
-    return sorted(MODEL_PRESETS) + [f"pvt_v2_{variant}" for variant in sorted(PVT_V2_PRESETS)]
+    return (
+        sorted(MODEL_PRESETS) + [f"pvt_v2_{variant}" for variant in sorted(PVT_V2_PRESETS)] + sorted(OFFICIAL_PRESETS)
+    )
 
 
 def _preset_config(name: str, config_kwargs: dict[str, Any]) -> TeViTConfig | None:
     key = name.lower()
     if key in MODEL_PRESETS:
         return TeViTConfig(**{**MODEL_PRESETS[key], **config_kwargs})
+    if key in OFFICIAL_PRESETS:
+        return TeViTConfig.from_official_preset(key, **config_kwargs)
     variant = key.removeprefix("pvt_v2_").removeprefix("pvtv2-").removeprefix("pvt-v2-")
     if variant in PVT_V2_PRESETS:
         return TeViTConfig.from_pvt_v2_preset(variant, **config_kwargs)

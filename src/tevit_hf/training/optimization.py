@@ -2,6 +2,10 @@
 
 - AdamW on every parameter with one weight decay (norms and biases included, as mmcv's default paramwise config);
 - the backbone (every `*.backbone.*` parameter, messenger tokens included) at `backbone_lr_multiplier` x the base lr;
+- optional `no_weight_decay_keys` (the Swin-L recipe: `absolute_pos_embed`, `relative_position_bias_table`, `norm`
+  with `decay_mult=0`), resolved as mmcv's `custom_keys`: on the official parameter name, the longest matching key
+  wins, so the backbone's norms keep their decay (`backbone` is longer than `norm`) while its relative position
+  tables lose it and, like the head's norms, train at the full lr;
 - mmcv's `IterBasedRunner` schedule: linear warm-up from `warmup_start_factor` (mmcv `warmup_ratio`, 0.001) over
   `warmup_steps`, then x`gamma` at each of `drop_steps` ("step"), or cosine annealing over all steps ("cosine").
 
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+
+from ..convert_tevit_original_to_hf import original_key_name
 
 
 SCHEDULER_TYPES = ("step", "cosine")
@@ -40,18 +46,40 @@ def backbone_parameter_names(model: nn.Module) -> set[str]:
     return {name for name, _ in model.named_parameters() if "backbone" in name.split(".")}
 
 
-def build_parameter_groups(
-    model: nn.Module, learning_rate: float, backbone_lr_multiplier: float, weight_decay: float
-) -> list[dict]:
-    """Two AdamW groups: backbone at `learning_rate * backbone_lr_multiplier`, the rest at `learning_rate`.
+def _official_name(name: str) -> str:
+    """The mmdet name the official `custom_keys` were matched against: head and neck names through the converter's
+    key table (e.g. `class_fcs.0.layer_norm` was `cls_fcs.1`, without "norm"); backbone names as they are (they all
+    contain `backbone`, and Swin's `relative_position_bias_table` keeps its name)."""
+    unwrapped = name.removeprefix("module.")
+    return original_key_name(unwrapped) or unwrapped
 
-    Weight decay applies to every parameter (official: `decay_mult=1.0`, no norm/bias exception). Frozen parameters
-    (`requires_grad=False`) are left out. Each group carries a `name` for logging.
+
+def build_parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    backbone_lr_multiplier: float,
+    weight_decay: float,
+    no_weight_decay_keys: Sequence[str] = (),
+) -> list[dict]:
+    """AdamW groups: backbone at `learning_rate * backbone_lr_multiplier`, the rest at `learning_rate`, and the
+    parameters whose official name matches one of `no_weight_decay_keys` (mmcv `custom_keys` order, see the module
+    docstring) without weight decay at the full lr.
+
+    Weight decay applies to every other parameter (official: `decay_mult=1.0`, no norm/bias exception). Frozen
+    parameters (`requires_grad=False`) are left out. Each group carries a `name` for logging.
     """
     backbone_names = backbone_parameter_names(model)
-    backbone, other = [], []
+    # mmcv: keys sorted alphabetically, then by decreasing length; the first substring match decides.
+    keys = sorted(sorted({"backbone", *no_weight_decay_keys}), key=len, reverse=True)
+    backbone, other, no_decay = [], [], []
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
+        if not parameter.requires_grad:
+            continue
+        official = _official_name(name)
+        key = next((key for key in keys if key in official), None)
+        if key is not None and key != "backbone":
+            no_decay.append(parameter)
+        else:
             (backbone if name in backbone_names else other).append(parameter)
     groups = [
         {"name": "backbone", "params": backbone, "lr": learning_rate * backbone_lr_multiplier},
@@ -59,6 +87,7 @@ def build_parameter_groups(
     ]
     for group in groups:
         group["weight_decay"] = weight_decay
+    groups.append({"name": "no_decay", "params": no_decay, "lr": learning_rate, "weight_decay": 0.0})
     return [group for group in groups if group["params"]]
 
 
@@ -69,11 +98,12 @@ def build_optimizer(
     weight_decay: float = 1e-4,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    no_weight_decay_keys: Sequence[str] = (),
 ) -> torch.optim.AdamW:
     """AdamW over `build_parameter_groups` (official: lr 2.5e-4, backbone x0.1, weight decay 1e-4)."""
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-    groups = build_parameter_groups(model, learning_rate, backbone_lr_multiplier, weight_decay)
+    groups = build_parameter_groups(model, learning_rate, backbone_lr_multiplier, weight_decay, no_weight_decay_keys)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     # `foreach`: one batched update over all tensors; PyTorch's default picks it only for GPU tensors.

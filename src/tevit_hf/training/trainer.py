@@ -41,6 +41,7 @@ from ..evaluation.youtube_vis_eval import format_metrics_table
 from ..file_utils import write_json_atomic
 from ..image_processing_tevit import TeViTImageProcessor
 from .arguments import TrainingArgumentError, earlier_run_files
+from .backbone_init import load_backbone_weights
 from .checkpointing import (
     CHECKPOINTS_DIRNAME,
     TrainingProgress,
@@ -60,7 +61,13 @@ from .data_setup import (
 )
 from .evaluation_hook import evaluate_on_validation_set
 from .model_card import SYNTHETIC_DATASET_ID, render_model_card, write_model_card
-from .model_setup import build_config, build_model, default_weights_source, parse_config_overrides
+from .model_setup import (
+    build_config,
+    build_model,
+    default_weights_source,
+    load_weights_non_strict,
+    parse_config_overrides,
+)
 from .optimization import (
     OFFICIAL_MAX_STEPS,
     LearningRateSchedule,
@@ -362,9 +369,16 @@ def _build_training_model(
     (the load report printed by the main process), BatchNorm made synchronous if `--sync_bn`."""
     config = build_config(args.model_name_or_path, train_info.id2label, parse_config_overrides(args.config_overrides))
     weights_source = args.init_from or default_weights_source(args.model_name_or_path)
-    model, load_report = build_model(config, weights_source)
-    if load_report is not None and accelerator.is_main_process:
-        print(load_report.format(), flush=True)
+    model, _ = build_model(config)
+    # The official order: ImageNet backbone weights first, then the (COCO / TeViT) model weights over them.
+    if args.backbone_init_from:
+        backbone_report = load_backbone_weights(model, args.backbone_init_from)
+        if accelerator.is_main_process:
+            print(backbone_report.format(), flush=True)
+    if weights_source is not None:
+        load_report = load_weights_non_strict(model, weights_source)
+        if accelerator.is_main_process:
+            print(load_report.format(), flush=True)
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
     logger.info("model: %s parameters, %d classes", f"{num_parameters:,}", config.num_labels)
     model = _maybe_sync_batch_norm(model, args, accelerator)
@@ -400,6 +414,7 @@ def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: 
         weight_decay=args.weight_decay,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
+        no_weight_decay_keys=args.no_weight_decay_keys,
     )
     train_loader, train_sampler = build_train_dataloader(
         data.train_dataset, args.per_device_train_batch_size, args.seed, args.num_workers
@@ -641,6 +656,8 @@ def _train_summary(
         "max_grad_norm": args.max_grad_norm,
         "lr_schedule": f"{schedule.scheduler_type}, warm-up {schedule.warmup_steps}, drops {list(schedule.drop_steps)}",
         "train_scales": [f"{long}x{short}" for long, short in args.train_scales],
+        "scale_mode": args.scale_mode,
+        "no_weight_decay_keys": list(args.no_weight_decay_keys),
         "test_size": f"{args.test_size[0]}x{args.test_size[1]}",
         "seed": args.seed,
         "wall_time_seconds": round(train_seconds, 1),
