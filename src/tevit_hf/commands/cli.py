@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("tevit_hf.commands.predict", "segment and track the instances of a video file or frame folder"),
     "demo": ("tevit_hf.commands.demo", "segment the bundled sample video with the bundled demo model and score it"),
     "benchmark": ("tevit_hf.commands.benchmark", "measure inference and training speed"),
+    "export": ("tevit_hf.commands.export", "export the model forward to ONNX or a torch.export program"),
 }
 
 

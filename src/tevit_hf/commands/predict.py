@@ -58,12 +58,24 @@ BUNDLED_MODEL_NAME = "demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="video file (mp4, avi, ...) or folder of frame images")
+    parser.add_argument(
+        "video",
+        help="video file (mp4, avi, ...) or folder of frame images; or many videos: a folder of videos, a .txt list "
+        "of video paths, or a YouTube-VIS annotation .json (split across the processes of `accelerate launch`)",
+    )
+    parser.add_argument(
+        "--frames-dir",
+        help="folder the file_names of a YouTube-VIS annotation file are relative to (default: its folder)",
+    )
     parser.add_argument(
         "--model",
-        required=True,
         help=f"folder of a saved TeViT model (config, safetensors, processor), or `{BUNDLED_MODEL_NAME}` for the "
-        "bundled demo model",
+        "bundled demo model (required unless --onnx is given)",
+    )
+    parser.add_argument(
+        "--onnx",
+        help="run this `tevit-hf export --format onnx` file with onnxruntime (CPU) instead of PyTorch; the config and "
+        "processor come from the file (needs the [export] extra)",
     )
     add_inference_arguments(parser, default_output_dir="predict_output")
 
@@ -108,12 +120,28 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    model_dir = args.model
-    if model_dir == BUNDLED_MODEL_NAME and not Path(model_dir).exists():
+def resolve_model_dir(model: str | os.PathLike) -> str | os.PathLike:
+    """`--model`: a folder, or `demo` for the bundled demo model (unless a folder of that name exists)."""
+    if model == BUNDLED_MODEL_NAME and not Path(model).exists():
         from .demo import bundled_demo_model_dir  # lazily: demo builds on this module
 
-        model_dir = bundled_demo_model_dir()
+        return bundled_demo_model_dir()
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.onnx:
+        if args.model:
+            raise ValueError("give --model DIR or --onnx FILE, not both (the ONNX file carries its config)")
+        model_dir = args.onnx
+    elif args.model:
+        model_dir = resolve_model_dir(args.model)
+    else:
+        raise ValueError("give --model DIR (or `demo`), or --onnx FILE written by `tevit-hf export`")
+    from .predict_many import is_video_collection, run_many
+
+    if is_video_collection(args.video):
+        return run_many(args, model_dir)
     prediction = run_inference_arguments(args, model_dir, args.video, default_overlay_formats=("mp4",))
     print(f"\nresults: {prediction.results_path}")
     for path in prediction.overlay_paths:
@@ -139,7 +167,12 @@ def run_inference_arguments(
     check_device(args.device)
     output_dir = Path(args.output_dir)
     with staged_directory(output_dir, overwrite=args.overwrite) as staging:
-        pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
+        if getattr(args, "onnx", None):
+            from ..onnx_model import load_onnx_pipeline
+
+            pipe = load_onnx_pipeline(model_dir)
+        else:
+            pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
         prediction = predict_video(
             pipe,
             video,
@@ -373,6 +406,7 @@ __all__ = [
     "build_results_payload",
     "format_summary_table",
     "predict_video",
+    "resolve_model_dir",
     "results_to_youtube_vis",
     "run",
     "write_overlay",
