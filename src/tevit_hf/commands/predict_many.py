@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ def predict_many(
     settings: Mapping[str, Any],
     label_to_category: Mapping[int, int] | None = None,
     offline: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict the unfinished `items` on this process's share, then (main process) merge and index every video.
 
@@ -133,6 +135,8 @@ def predict_many(
         settings: recorded in every video document and the index.
         label_to_category: model label -> category id (default `label_id + 1`).
         offline: every video as one clip (the released TeViT evaluation), instead of `clip_length` clips.
+        overwrite: remove the documents of an earlier run first (else finished videos are skipped, when their
+            settings are these).
 
     Returns:
         The index document (on every process; only the main process writes the files).
@@ -144,8 +148,16 @@ def predict_many(
     state = process_state()
     output_dir = Path(output_dir)
     videos_dir = output_dir / VIDEOS_SUBDIR
+    if overwrite and state.is_main_process:
+        shutil.rmtree(videos_dir, ignore_errors=True)
+        for name in (RESULTS_FILENAME, INDEX_FILENAME):
+            (output_dir / name).unlink(missing_ok=True)
+    state.wait_for_everyone()
     started = time.perf_counter()
     done = {item.video_id for item in items if _document_path(videos_dir, item).is_file()}
+    for item in items:
+        if item.video_id in done:
+            _check_resumable(_document_path(videos_dir, item), settings)
     todo = [item for item in items if item.video_id not in done]
     # Every process has listed the finished videos before any writes a new one: the split is the same everywhere.
     state.wait_for_everyone()
@@ -243,6 +255,18 @@ def _merge(
     return index
 
 
+def _check_resumable(path: Path, settings: Mapping[str, Any]) -> None:
+    """A finished video is only reused when it was predicted with the same settings (model, clips, thresholds)."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    differing = sorted(key for key, value in settings.items() if document.get(key) != value)
+    if differing:
+        shown = ", ".join(f"{key} {document.get(key)!r} (now {settings[key]!r})" for key in differing)
+        raise TeViTError(
+            f"{path} was predicted with other settings: {shown}; pass --overwrite to start again, or choose another "
+            "--output-dir."
+        )
+
+
 def _document_path(videos_dir: Path, item: VideoItem) -> Path:
     return videos_dir / f"{item.video_id}.json"
 
@@ -272,8 +296,6 @@ __all__ = ["VideoItem", "is_video_collection", "list_videos", "predict_many", "p
 
 def run_many(args: Any, model_dir: str | os.PathLike) -> int:
     """`tevit-hf predict` on a collection (see the module docstring): load once per process, predict, merge."""
-    import shutil
-
     from ..image_processing_tevit import map_labels_to_categories
     from ..model_loading import check_device, load_pipeline
     from ..pipeline_tevit import resolve_clip_schedule
@@ -281,9 +303,6 @@ def run_many(args: Any, model_dir: str | os.PathLike) -> int:
     state = process_state()
     items, categories = list_videos(args.video, frames_dir=getattr(args, "frames_dir", None))
     output_dir = Path(args.output_dir)
-    if args.overwrite and state.is_main_process and output_dir.exists():
-        shutil.rmtree(output_dir)
-    state.wait_for_everyone()
     device = args.device
     # Under `accelerate launch` on GPUs every process takes its own device.
     if device == "cuda" and state.num_processes > 1:
@@ -308,7 +327,9 @@ def run_many(args: Any, model_dir: str | os.PathLike) -> int:
         "mask_threshold": args.mask_threshold if args.mask_threshold is not None else pipe.model.config.mask_threshold,
     }
     label_to_category = map_labels_to_categories(pipe.model.config.id2label, categories) if categories else None
-    predict_many(pipe, items, output_dir, parameters, settings, label_to_category=label_to_category)
+    predict_many(
+        pipe, items, output_dir, parameters, settings, label_to_category=label_to_category, overwrite=args.overwrite
+    )
     return 0
 
 
