@@ -126,3 +126,22 @@ def test_overwrite_predicts_again(model_dir, videos_dir, tmp_path):
     assert document.stat().st_mtime_ns == before
     assert main(predict_argv(source, model_dir, tmp_path / "out", "--overwrite")) == 0
     assert document.stat().st_mtime_ns != before
+
+
+def test_evaluate_runs_the_same_path_and_refuses_to_mix_settings(model_dir, tmp_path, capsys):
+    from tevit_hf.data.synthetic import generate_synthetic_vis_dataset
+
+    annotations = generate_synthetic_vis_dataset(
+        tmp_path / "data", num_videos=2, num_frames=3, height=48, width=64, num_classes=3, mp4="none", seed=1
+    )
+    argv = ["evaluate", "--model", str(model_dir), "--annotations", str(annotations)]
+    argv += ["--frames-dir", str(tmp_path / "data" / "JPEGImages"), "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["num_videos"] == 2 and index["near_online"] is False
+    merged = json.loads((tmp_path / "out" / "results.json").read_text())
+    documents = [json.loads((tmp_path / "out" / video["document"]).read_text()) for video in index["videos"]]
+    assert merged == [entry for document in documents for entry in document["results"]]
+    assert (tmp_path / "out" / "metrics.json").is_file()
+    assert_cli_error(capsys, [*argv, "--mask-threshold", "0.4"], r"videos/\d+.json was predicted with other settings")
+    assert main([*argv, "--mask-threshold", "0.4", "--overwrite"]) == 0
