@@ -13,6 +13,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _is_exporting() -> bool:
+    """Whether `torch.export` (or the ONNX exporter built on it) is tracing (`torch.compiler.is_exporting`, torch>=2.6)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
 # Upper bound on sampled values (sample points x channels) per RoIAlign chunk: keeps peak memory bounded for
 # thousands of RoIs and for the large adaptive grids of the mask targets.
 _ROI_ALIGN_CHUNK_ELEMENTS = 1 << 25
@@ -159,7 +165,7 @@ def _weighted_row_sum(flat_features: torch.Tensor, index: torch.Tensor, weight: 
     translation of `embedding_bag` is a `Loop` over the bags (thousands of iterations per RoIAlign).
     """
     weight = weight.to(flat_features.dtype)
-    if not torch.compiler.is_exporting():
+    if not _is_exporting():
         return F.embedding_bag(index, flat_features, per_sample_weights=weight, mode="sum")
     total = flat_features[index[:, 0]] * weight[:, 0, None]
     for column in range(1, index.shape[1]):
@@ -213,11 +219,7 @@ def _roi_align_flat(
     chunk = max(1, _ROI_ALIGN_CHUNK_ELEMENTS // (samples_per_roi * channels))
     # An exported graph (torch.export / ONNX) has no Python loop over the RoI count, which grows with the frame count:
     # one chunk keeps that count dynamic (peak memory then grows with frames x RoIs, see docs/benchmarks.md).
-    parts = (
-        [slice(None)]
-        if torch.compiler.is_exporting()
-        else [slice(begin, begin + chunk) for begin in range(0, num_rois, chunk)]
-    )
+    parts = [slice(None)] if _is_exporting() else [slice(begin, begin + chunk) for begin in range(0, num_rois, chunk)]
     outputs = []
     for part in parts:
         # (R, S_y, S_x, G_y, G_x, 2, 2): flat row and weight of the four neighbours of every sample, in mmcv's order.
