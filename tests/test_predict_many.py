@@ -145,3 +145,12 @@ def test_evaluate_runs_the_same_path_and_refuses_to_mix_settings(model_dir, tmp_
     assert (tmp_path / "out" / "metrics.json").is_file()
     assert_cli_error(capsys, [*argv, "--mask-threshold", "0.4"], r"videos/\d+.json was predicted with other settings")
     assert main([*argv, "--mask-threshold", "0.4", "--overwrite"]) == 0
+
+
+def test_a_folder_that_gained_a_video_is_not_mixed_with_earlier_documents(model_dir, videos_dir, tmp_path, capsys):
+    source = tmp_path / "videos"
+    source.mkdir()
+    shutil.copy(videos_dir / "clip1.mp4", source / "clip1.mp4")
+    assert main(predict_argv(source, model_dir, tmp_path / "out")) == 0
+    shutil.copy(videos_dir / "clip0.mp4", source / "clip0.mp4")  # sorts first: clip1 becomes video 2
+    assert_cli_error(capsys, predict_argv(source, model_dir, tmp_path / "out"), r"videos/1.json holds the results of")

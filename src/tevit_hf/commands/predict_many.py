@@ -157,7 +157,7 @@ def predict_many(
     done = {item.video_id for item in items if _document_path(videos_dir, item).is_file()}
     for item in items:
         if item.video_id in done:
-            _check_resumable(_document_path(videos_dir, item), settings)
+            _check_resumable(_document_path(videos_dir, item), item, settings)
     todo = [item for item in items if item.video_id not in done]
     # Every process has listed the finished videos before any writes a new one: the split is the same everywhere.
     state.wait_for_everyone()
@@ -255,9 +255,15 @@ def _merge(
     return index
 
 
-def _check_resumable(path: Path, settings: Mapping[str, Any]) -> None:
-    """A finished video is only reused when it was predicted with the same settings (model, clips, thresholds)."""
+def _check_resumable(path: Path, item: VideoItem, settings: Mapping[str, Any]) -> None:
+    """A finished video is only reused when it is the same video (a folder that gained files renumbers its videos)
+    predicted with the same settings (model, clips, thresholds)."""
     document = json.loads(path.read_text(encoding="utf-8"))
+    if document.get("video") != item.description:
+        raise TeViTError(
+            f"{path} holds the results of {document.get('video')!r}, but video {item.video_id} is now "
+            f"{item.description!r}; pass --overwrite to start again, or choose another --output-dir."
+        )
     differing = sorted(key for key, value in settings.items() if document.get(key) != value)
     if differing:
         shown = ", ".join(f"{key} {document.get(key)!r} (now {settings[key]!r})" for key in differing)
