@@ -6,6 +6,9 @@
 Writes `results.json` (see `build_results_payload`) and an overlay video (`overlay.mp4`, or `.gif`) to the output
 folder and prints a summary table. A video longer than the clip runs near-online (overlapping clips linked into
 tracks); frames are streamed twice (inference, then the overlay) so memory stays bounded by the clip length.
+
+    tevit-hf predict VIDEO --onnx model.onnx          # the forward in onnxruntime (`tevit-hf export`), same tracks
+    tevit-hf predict VIDEOS_DIR | LIST.txt | ANN.json --model DIR --output-dir OUT   # many videos: predict_many.py
 """
 
 from __future__ import annotations
