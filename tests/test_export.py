@@ -1,7 +1,9 @@
 """`tevit-hf export`: ONNX (checked with onnxruntime) and torch.export programs match PyTorch; `predict --onnx`.
 
-The exports are of the bundled demo model (a trained tiny TeViT): one ONNX export and one torch.export for the module,
-each a few tens of seconds on 2 CPU cores.
+The exports are of the bundled demo model (a trained tiny TeViT; a randomly initialised one is too ill-conditioned for
+the 1e-4 bar on boxes): one ONNX export and one torch.export for the module. They are the slow part of the suite:
+about 2 min 50 s and 1 min of CPU time (on a 2-core machine shared with other jobs the module took 20 min of wall
+time), see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ def onnx_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def program_path(tmp_path_factory):
+def program(tmp_path_factory):
+    """The exported program, loaded back from the `.pt2` file the command wrote."""
     path = tmp_path_factory.mktemp("pt2") / "demo.pt2"
     assert main(["export", "--model", "demo", "--format", "torch-export", "--output", str(path), "--verify"]) == 0
-    return path
+    return torch.export.load(str(path)).module()
 
 
 def assert_matches(reference: dict, exported: dict) -> None:
@@ -70,8 +73,7 @@ def test_onnx_matches_pytorch_with_onnxruntime(onnx_path, demo_model, clip):
 
 
 @pytest.mark.parametrize("clip", CLIPS)
-def test_torch_export_program_matches_pytorch(program_path, demo_model, clip):
-    program = torch.export.load(str(program_path)).module()
+def test_torch_export_program_matches_pytorch(program, demo_model, clip):
     pixel_values, pixel_mask = example_inputs(*clip, seed=7)
     with torch.no_grad():
         exported = dict(zip(EXPORT_OUTPUT_NAMES, program(pixel_values, pixel_mask)))
@@ -82,7 +84,9 @@ def test_onnx_file_carries_config_and_processor(onnx_path, demo_model):
     from tevit_hf.onnx_model import ONNXTeViTModel
 
     model = ONNXTeViTModel(onnx_path)
-    assert model.config.to_dict() == demo_model.config.to_dict()
+    stored, expected = model.config.to_dict(), demo_model.config.to_dict()
+    assert stored.pop("_name_or_path") == "" and expected.pop("_name_or_path")
+    assert stored == expected
     assert model.image_processor().size == {"shortest_edge": 96, "longest_edge": 128}
 
 
