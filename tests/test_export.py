@@ -128,6 +128,8 @@ def test_export_refuses_an_existing_output(tmp_path, capsys):
 def test_predict_needs_a_model_or_an_onnx_file(tmp_path, capsys):
     video = str(bundled_sample_video())
     assert_cli_error(capsys, ["predict", video, "--output-dir", str(tmp_path / "a")], r"give --model DIR")
+    argv = ["predict", video, "--onnx", "m.onnx", "--device", "cuda", "--output-dir", str(tmp_path / "b")]
+    assert_cli_error(capsys, argv, r"--onnx runs on onnxruntime's CPU provider; drop --device cuda")
 
 
 def test_predict_onnx_rejects_a_file_not_written_by_export(tmp_path, capsys):

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx:
         if args.model:
             raise ValueError("give --model DIR or --onnx FILE, not both (the ONNX file carries its config)")
+        if args.device != "cpu":
+            raise ValueError(f"--onnx runs on onnxruntime's CPU provider; drop --device {args.device}")
         model_dir = args.onnx
     elif args.model:
         model_dir = resolve_model_dir(args.model)
