@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: install test lint demo train-synthetic
 
 install:
-	@$(PYTHON) -c "import tevit_hf, pytest, ruff, skvideo" 2>/dev/null || $(PIP) install -q -e ".[dev]"
+	@$(PYTHON) -c "import tevit_hf, pytest, ruff, skvideo" 2>/dev/null || $(PIP) install -q -e ".[dev,export]"
 
 lint: install
 	$(PYTHON) -m ruff check src tests scripts

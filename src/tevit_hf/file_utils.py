@@ -96,6 +96,39 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
         raise
 
 
+@contextlib.contextmanager
+def staged_file(destination: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """`staged_directory` for one file: the block writes the yielded temporary path (same folder, same suffix), which
+    replaces `destination` when the block ends without error; on an error it is removed and `destination` stays.
+
+    Raises:
+        OutputExistsError: `destination` exists and `overwrite` is False (checked before the block and before the move).
+    """
+    destination = Path(destination)
+
+    def refuse_existing() -> None:
+        if destination.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{destination} already exists; pass --overwrite to replace it, or choose another path."
+            )
+
+    refuse_existing()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix
+    )
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        refuse_existing()
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, destination)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
 def _remove_stale_staging(destination: Path) -> None:
     """Remove staging folders of `destination` whose process no longer runs (a killed or crashed earlier run)."""
     for path in destination.parent.glob(f".{destination.name}.tmp-*-*"):

@@ -27,11 +27,22 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 
+def model_input_placement(model: Any) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's inputs: its first parameter's, else its `device`/`dtype` attributes
+    (a model without torch parameters, such as an onnxruntime session)."""
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    if parameter is not None:
+        return parameter.device, parameter.dtype
+    return torch.device(model.device), model.dtype
+
+
 class TeViTClipRunner:
     """Run TeViT on clips: pre-process, forward on the model's device/dtype, post-process to instances.
 
     Args:
-        model: a `TeViTForVideoInstanceSegmentation` (or a compiled wrapper of one); the caller sets eval mode.
+        model: a `TeViTForVideoInstanceSegmentation` (or a compiled wrapper of one); the caller sets eval mode. Any
+            callable `model(pixel_values=, pixel_mask=)` that returns the `selected_*` outputs and has `device` and
+            `dtype` attributes (for its inputs) plugs in too: `onnx_model.ONNXTeViTModel` runs an exported ONNX file.
         image_processor: a `TeViTImageProcessor`.
         threshold: keep instances with video-level score `>= threshold` (the official model uses none: 0.0).
         mask_threshold: pixel probability threshold of the pasted masks.
@@ -63,10 +74,10 @@ class TeViTClipRunner:
         Returns a dict with `pixel_values` (model dtype), `pixel_mask` and the processor's `original_sizes`.
         """
         batch = self.image_processor(videos=[list(clip) for clip in clips], return_tensors="pt")
-        parameter = next(self.model.parameters())
+        device, dtype = model_input_placement(self.model)
         return {
-            "pixel_values": batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype),
-            "pixel_mask": batch["pixel_mask"].to(parameter.device),
+            "pixel_values": batch["pixel_values"].to(device=device, dtype=dtype),
+            "pixel_mask": batch["pixel_mask"].to(device),
             "original_sizes": batch["original_sizes"],
         }
 
@@ -97,4 +108,4 @@ class TeViTClipRunner:
         return self.run([clip_frames])[0]
 
 
-__all__ = ["TeViTClipRunner"]
+__all__ = ["TeViTClipRunner", "model_input_placement"]

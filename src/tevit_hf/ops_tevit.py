@@ -13,6 +13,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _is_exporting() -> bool:
+    """Whether `torch.export` (or the ONNX exporter built on it) is tracing (`torch.compiler.is_exporting`, torch>=2.6)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
 # Upper bound on sampled values (sample points x channels) per RoIAlign chunk: keeps peak memory bounded for
 # thousands of RoIs and for the large adaptive grids of the mask targets.
 _ROI_ALIGN_CHUNK_ELEMENTS = 1 << 25
@@ -152,6 +158,21 @@ def _axis_interpolation_terms(
     return torch.stack([low, high], dim=-1), weight
 
 
+def _weighted_row_sum(flat_features: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`sum_k weight[:, k] * flat_features[index[:, k]]`: `(V, C)` rows, `(n, K)` indices and weights -> `(n, C)`.
+
+    `F.embedding_bag` fuses the gather and the sum; exported graphs take K gathers instead, because the ONNX
+    translation of `embedding_bag` is a `Loop` over the bags (thousands of iterations per RoIAlign).
+    """
+    weight = weight.to(flat_features.dtype)
+    if not _is_exporting():
+        return F.embedding_bag(index, flat_features, per_sample_weights=weight, mode="sum")
+    total = flat_features[index[:, 0]] * weight[:, 0, None]
+    for column in range(1, index.shape[1]):
+        total = total + flat_features[index[:, column]] * weight[:, column, None]
+    return total
+
+
 def _roi_align_flat(
     flat_features: torch.Tensor,
     rois: torch.Tensor,
@@ -196,9 +217,11 @@ def _roi_align_flat(
 
     samples_per_roi = (output_size * max_grid) ** 2
     chunk = max(1, _ROI_ALIGN_CHUNK_ELEMENTS // (samples_per_roi * channels))
+    # An exported graph (torch.export / ONNX) has no Python loop over the RoI count, which grows with the frame count:
+    # one chunk keeps that count dynamic (peak memory then grows with frames x RoIs, see docs/benchmarks.md).
+    parts = [slice(None)] if _is_exporting() else [slice(begin, begin + chunk) for begin in range(0, num_rois, chunk)]
     outputs = []
-    for begin in range(0, num_rois, chunk):
-        part = slice(begin, begin + chunk)
+    for part in parts:
         # (R, S_y, S_x, G_y, G_x, 2, 2): flat row and weight of the four neighbours of every sample, in mmcv's order.
         rows = index_y[part][:, :, None, :, None, :, None] * widths[part][:, None, None, None, None, None, None]
         index = row_offsets[part][:, None, None, None, None, None, None] + rows
@@ -206,12 +229,7 @@ def _roi_align_flat(
         weight = weight_y[part][:, :, None, :, None, :, None] * weight_x[part][:, None, :, None, :, None, :]
         # One bag per sample point (its bilinear value), then the mean over the bin's samples: the same grouping
         # of the sums as mmcv, so a constant map pools to exactly its value.
-        samples = F.embedding_bag(
-            index.reshape(-1, 4),
-            flat_features,
-            per_sample_weights=weight.reshape(-1, 4).to(flat_features.dtype),
-            mode="sum",
-        )
+        samples = _weighted_row_sum(flat_features, index.reshape(-1, 4), weight.reshape(-1, 4))
         samples = samples.view(-1, output_size, output_size, max_grid * max_grid, channels)
         pooled = samples.sum(dim=3) / count[part][:, None, None, None].to(samples.dtype)
         outputs.append(pooled)

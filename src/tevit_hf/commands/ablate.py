@@ -323,7 +323,11 @@ def _evaluate_variant(variant: Variant, trained_dir: Path, run_dir: Path, train_
     paths = resolve_data_paths(parse_arguments([*train_args, "--output_dir", str(run_dir)]))
     logger.info("evaluating %s with %s", trained_dir, variant.switches)
     results = run_inference(
-        trained_dir, paths.val_annotations, paths.val_frames_dir, config_overrides=variant.switches
+        trained_dir,
+        paths.val_annotations,
+        paths.val_frames_dir,
+        output_dir=run_dir / "evaluation",  # per-video documents: a killed evaluation resumes
+        config_overrides=variant.switches,
     )
     metrics = evaluate_youtube_vis(paths.val_annotations, results)
     return {

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve a Gradio web demo (upload a video, see its tracks); needs the [app] extra",
     ),
     "ablate": ("tevit_hf.commands.ablate", "train and evaluate the paper's ablation variants, write its tables"),
+    "export": ("tevit_hf.commands.export", "export the model forward to ONNX or a torch.export program"),
 }
 
 

@@ -6,11 +6,19 @@
 Inference writes `results.json` (the CodaLab format) to `--output-dir`; in both modes the metrics are printed as a
 table and written to `<output-dir>/metrics.json`. Offline inference (default) runs every video as one clip, as the
 released TeViT code does; `--near-online` runs overlapping clips linked by `TeViTNearOnlineTracker`.
+
+Inference is the many-videos path of `tevit-hf predict` (`predict_many`): under `accelerate launch` the videos are
+split across the processes (`--device cuda`: one GPU each) and the main process merges and scores them; one document
+per video is kept under `<output-dir>/videos`, so a killed run resumes (`--overwrite` starts again).
+
+    accelerate launch --num_processes 8 -m tevit_hf.commands.cli evaluate --model DIR --annotations ANN \
+        --frames-dir DIR --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -46,7 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where results.json and metrics.json go (default: the results file's "
         "folder with --results, else ./evaluation_output)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device for inference, e.g. cpu or cuda:0")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for inference, e.g. cpu or cuda:0 (`cuda` under `accelerate launch`: one GPU per process)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="predict every video again (default: videos already in --output-dir/videos with the same settings are "
+        "skipped, so a killed run resumes)",
+    )
     parser.add_argument("--max-videos", type=int, help="evaluate only the first N videos of the annotation file")
     parser.add_argument("--mask-threshold", type=float, default=0.5, help="mask binarisation threshold")
     parser.add_argument(
@@ -71,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.model or not args.frames_dir:
             raise ValueError("give --results FILE, or --model DIR and --frames-dir DIR to run inference")
+        from .predict_many import process_state
+
         output_dir = Path(args.output_dir or "evaluation_output")
         results = run_inference(
             model_dir=args.model,
@@ -82,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride,
             device=args.device,
             mask_threshold=args.mask_threshold,
+            output_dir=output_dir,
+            overwrite=args.overwrite,
         )
-        results_path = write_json_atomic(output_dir / RESULTS_FILENAME, results)
-        logger.info("wrote %d result entries to %s", len(results), results_path)
+        if not process_state().is_main_process:
+            return 0  # under `accelerate launch` the main process scores the merged results
+        logger.info("wrote %d result entries to %s", len(results), output_dir / RESULTS_FILENAME)
     params = YouTubeVISEvalParams.from_area_preset(args.area_ranges)
     metrics = evaluate_youtube_vis(ground_truth, results, video_ids=video_ids, params=params)
     print(format_metrics_table(metrics))
@@ -103,40 +126,54 @@ def run_inference(
     stride: int = DEFAULT_STRIDE,
     device: str = "cpu",
     mask_threshold: float = 0.5,
+    output_dir: str | os.PathLike = "evaluation_output",
+    overwrite: bool = False,
     config_overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a saved TeViT model on the videos of a YouTube-VIS-format dataset; returns the results entries.
 
-    `config_overrides` changes config fields read at inference only (e.g. `inference_messenger_tokens`, an ablation
-    of the paper) after the strict load."""
-    import torch
-    from tqdm.auto import tqdm
+    The many-videos path of `tevit-hf predict` (`predict_many`): split across the processes of `accelerate launch`,
+    one document per video under `output_dir/videos` (a rerun resumes), merged into `output_dir/results.json` and
+    `index.json`. Offline (default) runs every video as one clip, as the released TeViT code; `near_online` runs
+    `clip_length` clips every `stride` frames linked by the tracker. `config_overrides` changes config fields read at
+    inference only (e.g. `inference_messenger_tokens`, an ablation of the paper) after the strict load; they are part
+    of the recorded settings, so a resume never mixes documents predicted with other values.
+    """
+    from ..image_processing_tevit import map_labels_to_categories
+    from ..model_loading import check_device, load_pipeline
+    from .predict_many import list_videos, predict_many, process_state
 
-    from ..data.youtube_vis import load_youtube_vis
-    from ..evaluation.inference import dataset_label_mapping, make_video_predictor, predict_dataset_video
-    from ..model_loading import load_model_and_processor
-
-    # The one strict loader: safetensors only, and config and weights must agree (no randomly filled tensors).
-    model, processor = load_model_and_processor(model_dir, device=device)
-    for key, value in (config_overrides or {}).items():
-        setattr(model.config, key, value)
-    dataset, info = load_youtube_vis(annotation_file, frames_dir)
+    state = process_state()
+    if device == "cuda" and state.num_processes > 1:
+        device = f"cuda:{state.local_process_index}"
+    check_device(device)
+    items, categories = list_videos(annotation_file, frames_dir=frames_dir)
     if video_ids is not None:
         wanted = set(video_ids)
-        dataset = dataset.select([index for index, video_id in enumerate(dataset["video_id"]) if video_id in wanted])
-    label_to_category = dataset_label_mapping(model.config.id2label, info)
-    predictor = make_video_predictor(
-        model,
-        processor,
-        near_online=near_online,
-        clip_length=clip_length,
-        stride=stride,
-        mask_threshold=mask_threshold,
+        items = [item for item in items if item.video_id in wanted]
+    # The one strict loader: safetensors only, and config and weights must agree (no randomly filled tensors).
+    pipe = load_pipeline(model_dir, device=device)
+    for key, value in (config_overrides or {}).items():
+        setattr(pipe.model.config, key, value)
+    label_to_category = map_labels_to_categories(pipe.model.config.id2label, categories)
+    parameters = {"clip_length": clip_length, "stride": stride, "threshold": 0.0, "mask_threshold": mask_threshold}
+    settings = {
+        "source": os.fspath(annotation_file),
+        "model": os.fspath(model_dir),
+        "near_online": near_online,
+        "clip_length": clip_length if near_online else None,
+        "stride": stride if near_online else None,
+        "mask_threshold": mask_threshold,
+        "config_overrides": dict(config_overrides or {}),
+    }
+    predict_many(
+        pipe,
+        items,
+        output_dir,
+        parameters,
+        settings,
+        label_to_category=label_to_category,
+        offline=not near_online,
+        overwrite=overwrite,
     )
-
-    results: list[dict[str, Any]] = []
-    for video in tqdm(dataset, desc="inference", unit="video", total=len(dataset)):
-        results.extend(predict_dataset_video(predictor, video, label_to_category))
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return results
+    return json.loads((Path(output_dir) / RESULTS_FILENAME).read_text(encoding="utf-8"))

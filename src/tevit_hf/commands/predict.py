@@ -6,6 +6,9 @@
 Writes `results.json` (see `build_results_payload`) and an overlay video (`overlay.mp4`, or `.gif`) to the output
 folder and prints a summary table. A video longer than the clip runs near-online (overlapping clips linked into
 tracks); frames are streamed twice (inference, then the overlay) so memory stays bounded by the clip length.
+
+    tevit-hf predict VIDEO --onnx model.onnx          # the forward in onnxruntime (`tevit-hf export`), same tracks
+    tevit-hf predict VIDEOS_DIR | LIST.txt | ANN.json --model DIR --output-dir OUT   # many videos: predict_many.py
 """
 
 from __future__ import annotations
@@ -59,12 +62,24 @@ BUNDLED_MODEL_NAME = "demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="video file (mp4, avi, ...) or folder of frame images")
+    parser.add_argument(
+        "video",
+        help="video file (mp4, avi, ...) or folder of frame images; or many videos: a folder of videos, a .txt list "
+        "of video paths, or a YouTube-VIS annotation .json (split across the processes of `accelerate launch`)",
+    )
+    parser.add_argument(
+        "--frames-dir",
+        help="folder the file_names of a YouTube-VIS annotation file are relative to (default: its folder)",
+    )
     parser.add_argument(
         "--model",
-        required=True,
         help=f"folder of a saved TeViT model (config, safetensors, processor), or `{BUNDLED_MODEL_NAME}` for the "
-        "bundled demo model",
+        "bundled demo model (required unless --onnx is given)",
+    )
+    parser.add_argument(
+        "--onnx",
+        help="run this `tevit-hf export --format onnx` file with onnxruntime (CPU) instead of PyTorch; the config and "
+        "processor come from the file (needs the [export] extra)",
     )
     add_inference_arguments(parser, default_output_dir="predict_output")
 
@@ -109,12 +124,30 @@ def add_inference_arguments(parser: argparse.ArgumentParser, default_output_dir:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    model_dir = args.model
-    if model_dir == BUNDLED_MODEL_NAME and not Path(model_dir).exists():
+def resolve_model_dir(model: str | os.PathLike) -> str | os.PathLike:
+    """`--model`: a folder, or `demo` for the bundled demo model (unless a folder of that name exists)."""
+    if model == BUNDLED_MODEL_NAME and not Path(model).exists():
         from .demo import bundled_demo_model_dir  # lazily: demo builds on this module
 
-        model_dir = bundled_demo_model_dir()
+        return bundled_demo_model_dir()
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.onnx:
+        if args.model:
+            raise ValueError("give --model DIR or --onnx FILE, not both (the ONNX file carries its config)")
+        if args.device != "cpu":
+            raise ValueError(f"--onnx runs on onnxruntime's CPU provider; drop --device {args.device}")
+        model_dir = args.onnx
+    elif args.model:
+        model_dir = resolve_model_dir(args.model)
+    else:
+        raise ValueError("give --model DIR (or `demo`), or --onnx FILE written by `tevit-hf export`")
+    from .predict_many import is_video_collection, run_many
+
+    if is_video_collection(args.video):
+        return run_many(args, model_dir)
     prediction = run_inference_arguments(args, model_dir, args.video, default_overlay_formats=("mp4",))
     print(f"\nresults: {prediction.results_path}")
     for path in prediction.overlay_paths:
@@ -144,7 +177,11 @@ def run_inference_arguments(
     check_device(args.device)
     output_dir = Path(args.output_dir)
     with staged_directory(output_dir, overwrite=args.overwrite) as staging:
-        if pipe is None:
+        if pipe is None and getattr(args, "onnx", None):
+            from ..onnx_model import load_onnx_pipeline
+
+            pipe = load_onnx_pipeline(model_dir)
+        elif pipe is None:
             pipe = load_pipeline(model_dir, device=args.device, dtype=args.dtype)
         prediction = predict_video(
             pipe,
@@ -442,6 +479,7 @@ __all__ = [
     "build_results_payload",
     "format_summary_table",
     "predict_video",
+    "resolve_model_dir",
     "results_to_youtube_vis",
     "write_results_json",
     "run",
