@@ -143,7 +143,7 @@ def predict_many(
     """
     from tqdm.auto import tqdm
 
-    from .predict import build_results_payload, results_to_youtube_vis
+    from .predict import build_results_payload, results_to_youtube_vis, write_results_json
 
     state = process_state()
     output_dir = Path(output_dir)
@@ -187,7 +187,7 @@ def predict_many(
                 seconds=round(seconds, 3),
                 results=results_to_youtube_vis(payload, item.video_id, label_to_category),
             )
-            write_json_atomic(_document_path(videos_dir, item), payload)
+            write_results_json(_document_path(videos_dir, item), payload)
     state.wait_for_everyone()
     index = _merge(items, videos_dir, output_dir, settings, time.perf_counter() - started, state)
     state.wait_for_everyone()
