@@ -112,6 +112,16 @@ def resolve_clip_schedule(clip_length: int | None = None, stride: int | None = N
     return clip_length, stride
 
 
+@dataclass(frozen=True)
+class _Tracks:
+    """The tracker's tracks on their way from `_forward` to `postprocess`, in a container that `Pipeline.forward`
+    leaves alone: it rebuilds every dict and list it can reach (to move tensors to the CPU), which for RLE tracks is
+    one new dict per track and frame (frames where a track is absent share one empty RLE until then), the largest
+    memory cost of a long video. The tracks' tensors are CPU tensors already."""
+
+    tracks: list[dict[str, Any]]
+
+
 class VideoInstanceSegmentationPipeline(Pipeline):
     """Segment and track the instances of videos with TeViT.
 
@@ -244,14 +254,14 @@ class VideoInstanceSegmentationPipeline(Pipeline):
                 clip_length,
                 stride,
             )
-        return {"tracks": tracker.track(source.frames, num_frames=source.num_frames)}
+        return {"tracks": _Tracks(tracker.track(source.frames, num_frames=source.num_frames))}
 
     def postprocess(
         self, model_outputs: dict[str, Any], top_k: int | None = None, return_rle: bool = False
     ) -> list[dict[str, Any]]:
         id2label = self.model.config.id2label
         instances = []
-        for track in model_outputs["tracks"][:top_k]:
+        for track in model_outputs["tracks"].tracks[:top_k]:
             label_id = int(track["label"])
             instance = {
                 "id": int(track["id"]),
