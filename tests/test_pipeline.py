@@ -204,6 +204,21 @@ def test_long_video_runs_near_online_over_clips(segmenter):
     assert len(calls) == 1
 
 
+def test_near_online_rle_tracks_share_the_empty_rle_of_absent_frames(segmenter):
+    """Memory of long videos: frames where a track is absent hold one shared empty RLE, not a copy per track and
+    frame (the pipeline's forward step would rebuild every dict it can reach)."""
+    long_video = moving_shapes(num_frames=11, height=HEIGHT, width=WIDTH)
+    result = segmenter(long_video, clip_length=4, stride=2, return_rle=True)
+    absent = [
+        rle
+        for instance in result
+        for rle, valid in zip(instance["segmentations"], instance["frame_valid"])
+        if not valid
+    ]
+    assert len(absent) > 1, "the tiny model's short tracks leave frames without a prediction"
+    assert len({id(rle) for rle in absent}) == 1
+
+
 @pytest.mark.parametrize(
     "parameters, error, message",
     [
