@@ -710,6 +710,15 @@ def _write_rank_report(accelerator: Accelerator, model: torch.nn.Module, output_
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run training as configured by `args` (see `arguments.build_parser`). Returns the final validation metrics
     (empty without a validation set). Every process runs this function."""
+    threads = torch.get_num_threads()
+    try:
+        return _run_training(args)
+    finally:
+        # `--num_threads` belongs to this run: an in-process caller (`tevit-hf ablate`) gets its own setting back.
+        torch.set_num_threads(threads)
+
+
+def _run_training(args: argparse.Namespace) -> dict[str, Any]:
     start_time = time.perf_counter()
     accelerator = _start_accelerator(args)
     output_dir, checkpoint_dir = _prepare_output_dirs(args, accelerator)
