@@ -333,9 +333,9 @@ class ResultEntries(Sequence):
         return _results_entry(self._instances[index])
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str) or len(other) != len(self):
-            return NotImplemented if not isinstance(other, Sequence) else False
-        return all(mine == theirs for mine, theirs in zip(self, other))
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == len(self) and all(mine == theirs for mine, theirs in zip(self, other))
 
     __hash__ = None  # mutable-sequence semantics: equal by content, so not hashable
 
