@@ -75,3 +75,18 @@ def config() -> TeViTConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def demo_onnx_path(tmp_path_factory):
+    """The bundled demo model exported once per session by `tevit-hf export --format onnx --verify` (an export takes
+    about two minutes here), shared by the export and benchmark tests."""
+    pytest.importorskip("onnxruntime", reason="the [export] extra (onnxruntime) is not installed")
+    pytest.importorskip(
+        "onnxscript", reason="the [export] extra (onnxscript, the ONNX exporter's translator) is missing"
+    )
+    from tevit_hf.commands.cli import main
+
+    path = tmp_path_factory.mktemp("onnx") / "demo.onnx"
+    assert main(["export", "--model", "demo", "--format", "onnx", "--output", str(path), "--verify"]) == 0
+    return path

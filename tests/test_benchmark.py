@@ -368,11 +368,76 @@ def test_cli_inference_writes_json_and_markdown(tmp_path):
     assert "| setting | frames/s |" in markdown and "End-to-end split" in markdown
 
 
-def test_compare_runs_both_settings_and_reports_their_ratio():
-    result = compare_inference(apply_overrides(TINY, "attn_implementation=eager"), TINY)
-    assert result["a"]["label"].startswith("attn eager") and result["b"]["label"].startswith("attn sdpa")
-    assert result["speedup_b_over_a"] == pytest.approx(result["a"]["median_s"] / result["b"]["median_s"])
-    assert result["speedup_paired_min"] <= result["speedup_paired_median"] <= result["speedup_paired_max"]
+def test_compare_runs_every_setting_and_reports_ratios_over_the_first():
+    result = compare_inference([apply_overrides(TINY, "attn_implementation=eager"), TINY])
+    first, second = result["runs"]
+    assert first["label"].startswith("attn eager") and second["label"].startswith("attn sdpa")
+    assert "speedup_over_first" not in first
+    assert second["speedup_over_first"] == pytest.approx(first["median_s"] / second["median_s"])
+    assert second["speedup_paired_min"] <= second["speedup_paired_median"] <= second["speedup_paired_max"]
+    with pytest.raises(ValueError, match="at least two settings"):
+        compare_inference([TINY])
+
+
+def test_onnxruntime_runtime_times_the_exported_model_next_to_pytorch(demo_onnx_path, tmp_path):
+    from tevit_hf.commands.benchmark import _inference_runner
+    from tevit_hf.commands.demo import bundled_demo_model_dir
+
+    demo = str(bundled_demo_model_dir())
+    pytorch = BenchmarkSettings(**{**vars(TINY), "model_path": demo})
+    onnx = BenchmarkSettings(**{**vars(TINY), "model_path": str(demo_onnx_path), "runtime": "onnxruntime"})
+    # Same inputs (the settings' seed) through both runners: the timed onnxruntime forward is the PyTorch one.
+    expected, got = _inference_runner(pytorch).step(), _inference_runner(onnx).step()
+    assert torch.allclose(got.class_logits, expected.class_logits, atol=1e-4)
+    assert torch.equal(got.selected_query_indices, expected.selected_query_indices)
+    assert torch.allclose(got.selected_mask_logits, expected.selected_mask_logits, atol=1e-4)
+
+    arguments = ["benchmark", "inference", "--model", demo, "--height", "64", "--width", "96", "--num-frames", "2"]
+    compare = ["attn_implementation=eager", f"runtime=onnxruntime,model_path={demo_onnx_path}"]
+    options = ["--repeats", "2", "--threads", "1", "--output-dir", str(tmp_path)]
+    assert main([*arguments, *options, "--compare", "runtime=pytorch", *compare]) == 0
+    record = json.loads((tmp_path / "inference.json").read_text())
+    runs = record["result"]["runs"]
+    assert [run["label"] for run in runs] == [
+        "attn sdpa, float32, no compile, 1 thread",
+        "attn eager, float32, no compile, 1 thread",
+        "onnxruntime CPU, float32, 1 thread",
+    ]
+    assert all(run["frames_per_s"] > 0 for run in runs)
+    assert runs[2]["speedup_over_first"] == pytest.approx(runs[0]["median_s"] / runs[2]["median_s"])
+    markdown = (tmp_path / "inference.md").read_text()
+    assert "Speed-up of onnxruntime CPU, float32, 1 thread over attn sdpa, float32, no compile, 1 thread" in markdown
+    # The FLOPs of an ONNX file are counted on its stored config.
+    single = ["--runtime", "onnxruntime", "--model", str(demo_onnx_path), "--repeats", "1", "--threads", "1"]
+    flops = ["benchmark", "inference", "--height", "64", "--width", "96", "--num-frames", "2"]
+    assert main([*flops, *single, "--output-dir", str(tmp_path / "single")]) == 0
+    single_result = json.loads((tmp_path / "single" / "inference.json").read_text())["result"]
+    assert single_result["gflops_per_frame"] > 0 and "export_s" not in single_result
+
+
+def test_onnxruntime_runtime_refuses_what_the_export_does_not_run(tmp_path, capsys):
+    arguments = [
+        "benchmark",
+        "inference",
+        "--preset",
+        "tiny",
+        "--runtime",
+        "onnxruntime",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main([*arguments, "--dtype", "bfloat16"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(
+        "tevit-hf benchmark: error: runtime onnxruntime runs dtype='float32' only (the exported graph), got 'bfloat16'."
+    )
+    assert main(["benchmark", "training", "--preset", "tiny", "--runtime", "onnxruntime"]) != 0
+    assert "--runtime onnxruntime times inference only, not training" in capsys.readouterr().err
+    assert main(["benchmark", "inference", "--preset", "tiny", "--compare", "dtype=float32"]) != 0
+    assert "--compare needs at least two settings" in capsys.readouterr().err
+    assert main(["benchmark", "inference", "--model", str(tmp_path / "model.onnx")]) != 0
+    assert "is an ONNX file: it runs with runtime onnxruntime only" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_training_benchmark_runs_amp_steps():

@@ -1,7 +1,8 @@
 """`tevit-hf export`: ONNX (checked with onnxruntime) and torch.export programs match PyTorch; `predict --onnx`.
 
 The exports are of the bundled demo model (a trained tiny TeViT; a randomly initialised one is too ill-conditioned for
-the 1e-4 bar on boxes): one ONNX export and one torch.export for the module. They are the slow part of the suite:
+the 1e-4 bar on boxes): one ONNX export (conftest's `demo_onnx_path`, shared with the benchmark tests) and one
+torch.export for the module. They are the slow part of the suite:
 about 2 min 50 s and 1 min of CPU time (on a 2-core machine shared with other jobs the module took 20 min of wall
 time), see docs/benchmarks.md.
 """
@@ -38,13 +39,6 @@ def demo_model():
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("onnx") / "demo.onnx"
-    assert main(["export", "--model", "demo", "--format", "onnx", "--output", str(path), "--verify"]) == 0
-    return path
-
-
-@pytest.fixture(scope="module")
 def program(tmp_path_factory):
     """The exported program, loaded back from the `.pt2` file the command wrote."""
     path = tmp_path_factory.mktemp("pt2") / "demo.pt2"
@@ -61,13 +55,13 @@ def assert_matches(reference: dict, exported: dict) -> None:
 
 
 @pytest.mark.parametrize("clip", CLIPS)
-def test_onnx_matches_pytorch_with_onnxruntime(onnx_path, demo_model, clip):
+def test_onnx_matches_pytorch_with_onnxruntime(demo_onnx_path, demo_model, clip):
     from tevit_hf.onnx_model import ONNXTeViTModel
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(demo_onnx_path), providers=["CPUExecutionProvider"])
     assert [output.name for output in session.get_outputs()] == list(EXPORT_OUTPUT_NAMES)
     pixel_values, pixel_mask = example_inputs(*clip, seed=7)
-    exported = ONNXTeViTModel(onnx_path).run_outputs(pixel_values, pixel_mask)
+    exported = ONNXTeViTModel(demo_onnx_path).run_outputs(pixel_values, pixel_mask)
     assert exported["selected_mask_logits"].shape[:2] == (1, clip[0])
     assert_matches(reference_outputs(demo_model, pixel_values, pixel_mask), exported)
 
@@ -80,21 +74,23 @@ def test_torch_export_program_matches_pytorch(program, demo_model, clip):
     assert_matches(reference_outputs(demo_model, pixel_values, pixel_mask), exported)
 
 
-def test_onnx_file_carries_config_and_processor(onnx_path, demo_model):
+def test_onnx_file_carries_config_and_processor(demo_onnx_path, demo_model):
     from tevit_hf.onnx_model import ONNXTeViTModel
 
-    model = ONNXTeViTModel(onnx_path)
+    model = ONNXTeViTModel(demo_onnx_path)
     stored, expected = model.config.to_dict(), demo_model.config.to_dict()
     assert stored.pop("_name_or_path") == "" and expected.pop("_name_or_path")
     assert stored == expected
     assert model.image_processor().size == {"shortest_edge": 96, "longest_edge": 128}
 
 
-def test_predict_onnx_gives_the_tracks_of_pytorch(onnx_path, tmp_path):
+def test_predict_onnx_gives_the_tracks_of_pytorch(demo_onnx_path, tmp_path):
     video = str(bundled_sample_video())
     common = ["--clip-length", "4", "--stride", "2", "--overlay-format", "gif"]
     assert main(["predict", video, "--model", "demo", "--output-dir", str(tmp_path / "pt"), *common]) == 0
-    assert main(["predict", video, "--onnx", str(onnx_path), "--output-dir", str(tmp_path / "onnx"), *common]) == 0
+    assert (
+        main(["predict", video, "--onnx", str(demo_onnx_path), "--output-dir", str(tmp_path / "onnx"), *common]) == 0
+    )
     pytorch = json.loads((tmp_path / "pt" / "results.json").read_text())
     exported = json.loads((tmp_path / "onnx" / "results.json").read_text())
     assert len(pytorch["instances"]) == len(exported["instances"]) > 0

@@ -1,14 +1,14 @@
-"""`scripts/train.py` under Accelerate's FSDP (FSDP2): 2 processes, a tiny model, exact resume after a kill.
+"""`scripts/train.py` under Accelerate's FSDP (FSDP2): 2 processes, a tiny model, exact resume after a kill, the
+final model gathered from the shards.
 
-FSDP shards over accelerators: Accelerate switches a launch to `DistributedType.FSDP` only for multi-GPU-like
-distributed types, so on a CPU-only machine (`ACCELERATE_USE_CPU=1`, gloo) `--use_fsdp` is ignored and the run is
-plain multi-CPU data parallel. The probe below asks Accelerate which type a 2-process `--use_fsdp` launch gets here;
-the training test runs where it is FSDP (2 CUDA devices, or a future Accelerate that shards on CPU) and skips with
-the reason otherwise. docs/benchmarks.md gives the GPU command.
+With 2 CUDA devices the launch is plain `accelerate launch --use_fsdp`. On a CPU machine Accelerate 1.16 would run
+that launch as data parallel (it shards only on accelerators), so the script runs through `fsdp_on_cpu.py`, which
+switches Accelerate's state to FSDP; torch's FSDP2 then shards over gloo and the rest is Accelerate's own code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from conftest import tiny_train_arguments
 
@@ -25,68 +24,71 @@ from tevit_hf.data import generate_synthetic_vis_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "scripts" / "train.py"
+CPU_SHIM = Path(__file__).resolve().parent / "fsdp_on_cpu.py"
 TIMEOUT = 600
-PROBE = "from accelerate import Accelerator; print('DISTRIBUTED_TYPE', Accelerator().distributed_type.value)\n"
+ON_GPUS = torch.cuda.device_count() >= 2
 
 
-def fsdp_launcher() -> list[str]:
-    return [
+def fsdp_command(*arguments: str) -> list[str]:
+    launcher = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
         "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--use_fsdp", "--fsdp_version", "2", "--fsdp_state_dict_type", "SHARDED_STATE_DICT",
+        "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
     ]  # fmt: skip
+    script = [str(TRAIN_SCRIPT)] if ON_GPUS else [str(CPU_SHIM), str(TRAIN_SCRIPT)]
+    return [*launcher, *script, *arguments]
 
 
 def launch_env() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if torch.cuda.device_count() < 2:
+    if not ON_GPUS:
         env["ACCELERATE_USE_CPU"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")]))
     return env
 
 
-@pytest.fixture(scope="module")
-def fsdp_available(tmp_path_factory) -> None:
-    probe = tmp_path_factory.mktemp("probe") / "probe.py"
-    probe.write_text(PROBE)
-    result = subprocess.run(
-        [*fsdp_launcher(), str(probe)], env=launch_env(), capture_output=True, text=True, timeout=TIMEOUT
+def run_fsdp(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        fsdp_command(*arguments), cwd=REPO_ROOT, env=launch_env(), capture_output=True, text=True, timeout=TIMEOUT
     )
-    types = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("DISTRIBUTED_TYPE")}
-    if types != {"FSDP"}:
-        import accelerate
-
-        pytest.skip(
-            f"accelerate {accelerate.__version__} runs a 2-process --use_fsdp launch here as {sorted(types)} "
-            f"(exit {result.returncode}), not FSDP: it shards only over accelerators (MULTI_GPU-like types), and this "
-            f"machine has {torch.cuda.device_count()} CUDA device(s); see docs/benchmarks.md for the GPU command"
-        )
 
 
-def test_fsdp_training_resumes_exactly(fsdp_available, tmp_path):
+def test_fsdp_training_evaluates_saves_and_resumes_exactly(tmp_path):
     from safetensors.torch import load_file
 
+    from tevit_hf import TeViTForVideoInstanceSegmentation
     from tevit_hf.training.checkpointing import LATEST_FILENAME
+    from tevit_hf.training.trainer import weights_checksum
 
-    data = tmp_path / "data"
+    data, validation = tmp_path / "data", tmp_path / "validation"
     generate_synthetic_vis_dataset(data, num_videos=2, num_frames=4, height=64, width=96, num_classes=3, mp4="none")
-    common = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--skip_final_evaluation"]
+    generate_synthetic_vis_dataset(
+        validation, num_videos=3, num_frames=4, height=64, width=96, num_classes=3, mp4="none", seed=1
+    )
+    common = [
+        "--max_train_steps", "4", "--checkpointing_steps", "2", "--debug_rank_report",
+        "--val_annotations", str(validation / "annotations.json"),
+    ]  # fmt: skip
 
     straight_dir = tmp_path / "straight"
-    straight = subprocess.run(
-        [*fsdp_launcher(), str(TRAIN_SCRIPT), *tiny_train_arguments(data, straight_dir, *common)],
-        cwd=REPO_ROOT,
-        env=launch_env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    straight = run_fsdp(*tiny_train_arguments(data, straight_dir, *common))
     assert straight.returncode == 0, straight.stderr[-4000:]
+    assert "Distributed environment: DistributedType.FSDP" in straight.stderr
+    # Sharded checkpoints (torch.distributed.checkpoint folders), not one state dict as data parallel writes.
+    assert (straight_dir / "checkpoints" / "step_4" / "pytorch_model_fsdp_0").is_dir()
+    # The evaluation ran on both processes' shards of the videos and the result was written once.
+    assert "eval_AP" in json.loads((straight_dir / "eval_results.json").read_text())
+    reports = [json.loads((straight_dir / f"rank_{rank}.json").read_text()) for rank in range(2)]
+    assert reports[0]["parameters_sha256"] == reports[1]["parameters_sha256"]
+    # The final folder holds the whole model gathered from the shards: it loads strictly, with the ranks' weights.
+    model = TeViTForVideoInstanceSegmentation.from_pretrained(straight_dir)
+    assert weights_checksum(model, include_buffers=False) == reports[0]["parameters_sha256"]
 
     resumed_dir = tmp_path / "resumed"
     arguments = tiny_train_arguments(data, resumed_dir, *common)
     process = subprocess.Popen(
-        [*fsdp_launcher(), str(TRAIN_SCRIPT), *arguments, "--debug_sleep_after_checkpoint", "600"],
+        fsdp_command(*arguments, "--debug_sleep_after_checkpoint", "600"),
         cwd=REPO_ROOT,
         env=launch_env(),
         stdout=subprocess.DEVNULL,
@@ -103,15 +105,9 @@ def test_fsdp_training_resumes_exactly(fsdp_available, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks
         process.wait()
-    resumed = subprocess.run(
-        [*fsdp_launcher(), str(TRAIN_SCRIPT), *arguments, "--resume_from_checkpoint", "latest"],
-        cwd=REPO_ROOT,
-        env=launch_env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    resumed = run_fsdp(*arguments, "--resume_from_checkpoint", "latest")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in resumed.stderr
     straight_weights = load_file(straight_dir / "model.safetensors")
     resumed_weights = load_file(resumed_dir / "model.safetensors")
     assert straight_weights.keys() == resumed_weights.keys()

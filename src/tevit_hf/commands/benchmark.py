@@ -28,9 +28,10 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ MODES = ("inference", "training", "near-online", "flops")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+# Who runs the model forward: PyTorch, or onnxruntime's CPU provider on the `tevit-hf export` ONNX graph.
+RUNTIMES = ("pytorch", "onnxruntime")
 # Paper (TeViT, CVPR 2022): MsgShifT PVTv2-B1 at 360x640, T=36.
 PAPER_GFLOPS_PER_FRAME = 82.19
 PAPER_FRAMES_PER_SECOND = 68.9
@@ -85,7 +88,10 @@ _SYNTHETIC_BOX_FRACTION = (0.2, 0.5)
 class BenchmarkSettings:
     """One benchmark setting. `height`/`width` are the unpadded frame size; the model input is padded to a multiple
     of 32. With `dtype` bf16/fp16, `autocast=True` keeps fp32 weights under `torch.autocast`, `False` casts the
-    weights (inference only; training always uses autocast). `compile_mode="reduce-overhead"` adds CUDA graphs."""
+    weights (inference only; training always uses autocast). `compile_mode="reduce-overhead"` adds CUDA graphs.
+    `runtime="onnxruntime"` times onnxruntime's CPU provider on the model forward exported to ONNX (as `tevit-hf
+    export` does), or on the `tevit-hf export` file `model_path` (`.onnx`); inference only: float32, one clip, no
+    compile, `threads` = its intra-op threads."""
 
     preset: str = "b1"
     model_path: str | None = None
@@ -98,6 +104,7 @@ class BenchmarkSettings:
     attn_implementation: str = "sdpa"
     compile: bool = False
     compile_mode: str = "default"
+    runtime: str = "pytorch"
     device: str = "cpu"
     threads: int | None = None
     warmup: int = 1
@@ -114,6 +121,22 @@ class BenchmarkSettings:
             )
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}.")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}.")
+        if self.runtime == "onnxruntime":
+            unsupported = {
+                "dtype": (self.dtype, "float32"),
+                "compile": (self.compile, False),
+                "batch_size": (self.batch_size, 1),
+                "device": (self.device, "cpu"),
+            }
+            for name, (value, supported) in unsupported.items():
+                if value != supported:
+                    raise ValueError(
+                        f"runtime onnxruntime runs {name}={supported!r} only (the exported graph), got {value!r}."
+                    )
+        elif self.onnx_file:
+            raise ValueError(f"{self.model_path!r} is an ONNX file: it runs with runtime onnxruntime only.")
         for name in ("height", "width", "num_frames", "batch_size", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -128,10 +151,17 @@ class BenchmarkSettings:
     @property
     def label(self) -> str:
         """Short human-readable description of what distinguishes this setting."""
+        threads = f", {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else ""
+        if self.runtime == "onnxruntime":
+            return f"onnxruntime CPU, float32{threads}"
         precision = self.dtype + (" autocast" if self.autocast and self.dtype != "float32" else "")
         compiled = f"compile {self.compile_mode}" if self.compile else "no compile"
-        threads = f", {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else ""
         return f"attn {self.attn_implementation}, {precision}, {compiled}{threads}"
+
+    @property
+    def onnx_file(self) -> bool:
+        """Whether `model_path` is a `tevit-hf export --format onnx` file rather than a model folder."""
+        return self.model_path is not None and self.model_path.lower().endswith(".onnx")
 
     @property
     def padded_size(self) -> tuple[int, int]:
@@ -164,6 +194,7 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "attn_implementation": str,
     "compile": _parse_bool,
     "compile_mode": str,
+    "runtime": str,
     "device": str,
     "threads": lambda text: None if text.lower() == "none" else int(text),
     "warmup": int,
@@ -198,7 +229,13 @@ def apply_overrides(settings: BenchmarkSettings, overrides: str) -> BenchmarkSet
 def build_config(settings: BenchmarkSettings) -> TeViTConfig:
     """The config of `settings`: the tiny config, a PVTv2 preset, an official preset (r50, r50_mstrain,
     swin_l_mstrain) or the config of `model_path`."""
-    if settings.model_path is not None:
+    if settings.onnx_file:
+        from ..export import CONFIG_METADATA_KEY, read_onnx_metadata
+
+        config = TeViTConfig.from_dict(read_onnx_metadata(settings.model_path)[CONFIG_METADATA_KEY])
+        for key, value in settings.config_overrides.items():
+            setattr(config, key, value)
+    elif settings.model_path is not None:
         config = TeViTConfig.from_pretrained(settings.model_path)
         for key, value in settings.config_overrides.items():
             setattr(config, key, value)
@@ -215,11 +252,12 @@ def build_config(settings: BenchmarkSettings) -> TeViTConfig:
 def build_model(
     settings: BenchmarkSettings, device: str | torch.device | None = None
 ) -> TeViTForVideoInstanceSegmentation:
-    """A model for `settings` in eval mode on `device` (default `settings.device`), weights cast unless autocast."""
+    """A model for `settings` in eval mode on `device` (default `settings.device`), weights cast unless autocast.
+    For an ONNX file, a random-weight model of its stored config (what the FLOP count needs)."""
     torch.manual_seed(settings.seed)
     config = build_config(settings)
     device = settings.device if device is None else device
-    if settings.model_path is not None:
+    if settings.model_path is not None and not settings.onnx_file:
         # The strict checks of every command: safetensors only, and the (overridden) config must fit the weights.
         check_weights_match_config(settings.model_path, config)
         model = TeViTForVideoInstanceSegmentation.from_pretrained(
@@ -497,9 +535,28 @@ class _Runner:
     stage_steps: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
 
-def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> _Runner:
+def _onnxruntime_forward(settings: BenchmarkSettings) -> tuple[Any, dict[str, Any]]:
+    """(onnxruntime session with the model's call interface, extra figures): the ONNX file `model_path`, or the
+    settings' model exported as `tevit-hf export` does into a temporary file that lives as long as the session."""
+    from ..export import export_onnx
+    from ..onnx_model import ONNXTeViTModel
+
+    if settings.onnx_file:
+        return ONNXTeViTModel(settings.model_path, num_threads=settings.threads), {}
     model = build_model(settings)
-    forward = _maybe_compile(model, settings)
+    folder = tempfile.TemporaryDirectory(prefix="tevit_benchmark_")
+    started = time.perf_counter()
+    path = export_onnx(model, Path(folder.name) / "model.onnx")
+    session = ONNXTeViTModel(path, num_threads=settings.threads)
+    session.exported_to = folder  # removed with the session
+    return session, {"export_s": time.perf_counter() - started}
+
+
+def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> _Runner:
+    if settings.runtime == "onnxruntime":
+        forward, extra = _onnxruntime_forward(settings)
+    else:
+        forward, extra = _maybe_compile(build_model(settings), settings), {}
     frames = settings.batch_size * settings.num_frames
     if not end_to_end:
         inputs = make_inputs(settings)
@@ -508,7 +565,7 @@ def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> 
             with torch.inference_mode(), _autocast_context(settings):
                 return forward(**inputs)
 
-        return _Runner(settings, step, frames, settings.batch_size)
+        return _Runner(settings, step, frames, settings.batch_size, extra)
 
     processor = TeViTImageProcessor(
         size={
@@ -546,11 +603,14 @@ def _inference_runner(settings: BenchmarkSettings, end_to_end: bool = False) -> 
         step,
         frames,
         settings.batch_size,
+        extra,
         stage_steps={"preprocess": preprocess, "model": predict, "postprocess": postprocess},
     )
 
 
 def _training_runner(settings: BenchmarkSettings) -> _Runner:
+    if settings.runtime != "pytorch":
+        raise ValueError(f"training runs in PyTorch only, got runtime {settings.runtime!r}.")
     # Training in bf16/fp16 always means autocast on fp32 weights (the label says so).
     settings = dataclasses.replace(settings, autocast=settings.dtype != "float32")
     model = build_model(dataclasses.replace(settings, dtype="float32")).train()
@@ -624,9 +684,15 @@ def _figures(
     return figures
 
 
-def _compare(make_runner: Callable[[BenchmarkSettings], _Runner], settings_a, settings_b) -> dict[str, Any]:
-    """Run two settings in one process with alternating repeats; figures of both and B-over-A ratios."""
-    runners = [make_runner(settings_a), make_runner(settings_b)]
+def _compare(
+    make_runner: Callable[[BenchmarkSettings], _Runner], settings_list: Sequence[BenchmarkSettings]
+) -> dict[str, Any]:
+    """Run two or more settings in one process with alternating repeats (A, B, C, A, B, C, ...): the figures of each
+    (`runs`), and for every run after the first its speed-up over the first (ratio of medians, and the range of the
+    per-repeat ratios) and its peak-memory ratio."""
+    if len(settings_list) < 2:
+        raise ValueError(f"A comparison needs at least two settings, got {len(settings_list)}.")
+    runners = [make_runner(settings) for settings in settings_list]
     first = []
     for runner in runners:
         with _threads(runner.settings):
@@ -634,30 +700,27 @@ def _compare(make_runner: Callable[[BenchmarkSettings], _Runner], settings_a, se
             for _ in range(max(0, runner.settings.warmup - 1)):
                 timed(runner.step, runner.settings.device)
     gc.collect()
-    seconds: list[list[float]] = [[], []]
-    peaks = [PeakMemory(settings_a.device), PeakMemory(settings_b.device)]
-    repeats = max(settings_a.repeats, settings_b.repeats)
-    for _ in range(repeats):
+    seconds: list[list[float]] = [[] for _ in runners]
+    peaks = [PeakMemory(runner.settings.device) for runner in runners]
+    for _ in range(max(settings.repeats for settings in settings_list)):
         for index, runner in enumerate(runners):
             with _threads(runner.settings), PeakMemory(runner.settings.device) as memory:
                 seconds[index].append(timed(runner.step, runner.settings.device)[0])
             peaks[index].peak_bytes = max(peaks[index].peak_bytes, memory.peak_bytes)
             peaks[index].baseline_bytes = memory.baseline_bytes
-    results = [
-        _figures(runner, first[index], seconds[index], peaks[index], {}) for index, runner in enumerate(runners)
-    ]
-    paired = [a / b for a, b in zip(seconds[0], seconds[1])]
-    return {
-        "a": results[0],
-        "b": results[1],
-        "speedup_b_over_a": results[0]["median_s"] / results[1]["median_s"],
-        "speedup_paired_median": statistics.median(paired),
-        "speedup_paired_min": min(paired),
-        "speedup_paired_max": max(paired),
-        "memory_ratio_b_over_a": results[1]["peak_memory_mb"] / results[0]["peak_memory_mb"]
-        if results[0]["peak_memory_mb"]
-        else None,
-    }
+    runs = [_figures(runner, first[index], seconds[index], peaks[index], {}) for index, runner in enumerate(runners)]
+    for index in range(1, len(runs)):
+        paired = [a / b for a, b in zip(seconds[0], seconds[index])]
+        runs[index].update(
+            speedup_over_first=runs[0]["median_s"] / runs[index]["median_s"],
+            speedup_paired_median=statistics.median(paired),
+            speedup_paired_min=min(paired),
+            speedup_paired_max=max(paired),
+            memory_ratio_over_first=runs[index]["peak_memory_mb"] / runs[0]["peak_memory_mb"]
+            if runs[0]["peak_memory_mb"]
+            else None,
+        )
+    return {"runs": runs}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -685,16 +748,15 @@ def benchmark_training(settings: BenchmarkSettings) -> dict[str, Any]:
     return _measure(_training_runner(settings), settings.warmup, settings.repeats)
 
 
-def compare_inference(
-    settings_a: BenchmarkSettings, settings_b: BenchmarkSettings, end_to_end: bool = False
-) -> dict[str, Any]:
-    """Two inference settings side by side in one process (alternating repeats) with the B-over-A speed-up."""
-    return _compare(lambda settings: _inference_runner(settings, end_to_end), settings_a, settings_b)
+def compare_inference(settings_list: Sequence[BenchmarkSettings], end_to_end: bool = False) -> dict[str, Any]:
+    """Inference settings side by side in one process (alternating repeats), with each one's speed-up over the
+    first (see `_compare`)."""
+    return _compare(lambda settings: _inference_runner(settings, end_to_end), settings_list)
 
 
-def compare_training(settings_a: BenchmarkSettings, settings_b: BenchmarkSettings) -> dict[str, Any]:
-    """Two training settings side by side in one process with the B-over-A speed-up."""
-    return _compare(_training_runner, settings_a, settings_b)
+def compare_training(settings_list: Sequence[BenchmarkSettings]) -> dict[str, Any]:
+    """Training settings side by side in one process, with each one's speed-up over the first."""
+    return _compare(_training_runner, settings_list)
 
 
 def benchmark_near_online(
@@ -915,13 +977,17 @@ def format_markdown(record: dict[str, Any]) -> str:
             f"From the shortest to the longest video the peak RSS grows by {result['peak_growth_mb']:.1f} MB while "
             f"the returned tracks alone grow by {result['result_growth_mb']:.1f} MB.",
         ]
-    elif "a" in result:
-        lines += [_THROUGHPUT_HEADER, _throughput_row(result["a"]), _throughput_row(result["b"]), ""]
-        lines.append(
-            f"Speed-up of B ({result['b']['label']}) over A ({result['a']['label']}): "
-            f"**{result['speedup_b_over_a']:.2f}x** (ratio of medians; paired repeats "
-            f"{result['speedup_paired_min']:.2f}-{result['speedup_paired_max']:.2f}x)."
-        )
+    elif "runs" in result:
+        runs = result["runs"]
+        lines += [_THROUGHPUT_HEADER, *map(_throughput_row, runs), ""]
+        lines += [
+            f"Speed-up of {run['label']} over {runs[0]['label']}: **{run['speedup_over_first']:.2f}x** (ratio of "
+            f"medians; paired repeats {run['speedup_paired_min']:.2f}-{run['speedup_paired_max']:.2f}x)."
+            for run in runs[1:]
+        ]
+        exports = [f"{run['label']} {run['export_s']:.0f} s" for run in runs if "export_s" in run]
+        if exports:
+            lines.append(f"ONNX export before timing (not counted): {', '.join(exports)}.")
     else:
         lines += [_THROUGHPUT_HEADER, _throughput_row(result)]
         if "stages_median_s" in result:
@@ -955,7 +1021,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'tiny', a PVTv2 variant b0..b5 (default b1, the MsgShifT TeViT) or an official preset: "
         "r50, r50_mstrain, swin_l_mstrain",
     )
-    parser.add_argument("--model", dest="model_path", default=None, help="benchmark a saved model folder instead")
+    parser.add_argument(
+        "--model",
+        dest="model_path",
+        default=None,
+        help="benchmark a saved model folder instead, or with --runtime onnxruntime a `tevit-hf export` .onnx file",
+    )
     parser.add_argument("--height", type=int, default=None, help="frame height before padding (default 360)")
     parser.add_argument("--width", type=int, default=None, help="frame width before padding (default 640)")
     parser.add_argument("--num-frames", type=int, default=None, help="clip length T (36; training 5)")
@@ -989,10 +1060,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-to-end", action="store_true", help="inference: add pre- and post-processing")
     parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
     parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=defaults.runtime,
+        help="inference: run the forward in PyTorch, or export it to ONNX and run onnxruntime's CPU provider",
+    )
+    parser.add_argument(
         "--compare",
-        nargs=2,
-        metavar=("A", "B"),
-        help='two settings as "key=value,..." overrides of the options, e.g. "dtype=float32" "dtype=bfloat16"',
+        nargs="+",
+        metavar="SETTING",
+        help='two or more settings as "key=value,..." overrides of the options, timed in one process with '
+        'alternating repeats, e.g. "runtime=pytorch" "compile=1" "runtime=onnxruntime"',
     )
     parser.add_argument(
         "--lengths",
@@ -1022,6 +1100,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         attn_implementation=args.attn_implementation,
         compile=args.compile,
         compile_mode=args.compile_mode,
+        runtime=args.runtime,
         device=args.device,
         threads=args.threads,
         warmup=args.warmup,
@@ -1032,17 +1111,21 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode != "inference" and args.runtime != "pytorch":
+        raise ValueError(f"--runtime {args.runtime} times inference only, not {args.mode}.")
     settings = settings_from_args(args)
     if args.mode == "near-online":
         result = benchmark_near_online(settings, args.lengths, args.clip_length, args.stride, show_progress=True)
     elif args.mode == "flops":
         result = flops_per_frame(settings)
     elif args.compare:
-        settings_a, settings_b = (apply_overrides(settings, text) for text in args.compare)
+        if len(args.compare) < 2:
+            raise ValueError(f"--compare needs at least two settings, got {len(args.compare)}: {args.compare[0]!r}.")
+        settings_list = [apply_overrides(settings, text) for text in args.compare]
         if args.mode == "inference":
-            result = compare_inference(settings_a, settings_b, end_to_end=args.end_to_end)
+            result = compare_inference(settings_list, end_to_end=args.end_to_end)
         else:
-            result = compare_training(settings_a, settings_b)
+            result = compare_training(settings_list)
     elif args.mode == "inference":
         result = benchmark_inference(settings, end_to_end=args.end_to_end, count_flops=not args.no_flops)
     else:

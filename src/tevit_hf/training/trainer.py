@@ -29,7 +29,8 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, ProjectConfiguration, set_seed
+from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -90,6 +91,8 @@ def weights_checksum(model: torch.nn.Module, include_buffers: bool = True) -> st
     tensors = model.state_dict() if include_buffers else dict(model.named_parameters())
     digest = hashlib.sha256()
     for name, tensor in sorted(tensors.items()):
+        if isinstance(tensor, DTensor):  # an FSDP shard: every process gathers the whole tensor (same order)
+            tensor = tensor.full_tensor()
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -234,15 +237,17 @@ def _tracker_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _save_final_model(
     model: torch.nn.Module,
+    state_dict: dict[str, torch.Tensor],
     image_processor: TeViTImageProcessor,
     output_dir: Path,
     model_card: str,
 ) -> None:
-    """`save_pretrained` of model and processor into a temporary folder, then each file moved into `output_dir`."""
+    """`save_pretrained` of model (with the weights `state_dict`) and processor into a temporary folder, then each
+    file moved into `output_dir`."""
     temporary = output_dir / _FINAL_TMP_DIRNAME
     if temporary.exists():
         shutil.rmtree(temporary)
-    model.save_pretrained(temporary, safe_serialization=True)
+    model.save_pretrained(temporary, state_dict=state_dict, safe_serialization=True)
     image_processor.save_pretrained(temporary)
     for path in sorted(temporary.iterdir()):
         os.replace(path, output_dir / path.name)
@@ -403,6 +408,20 @@ def _plan_steps(args: argparse.Namespace, batches_per_epoch: int) -> _StepPlan:
     return _StepPlan(steps_per_epoch, max_train_steps, num_epochs, schedule)
 
 
+def broadcast_buffers_from_main(model: torch.nn.Module) -> None:
+    """Every process takes the main process's buffers (BatchNorm running statistics). FSDP leaves buffers
+    unsynchronised, and its sharded checkpoint keeps one process's copy of each (not necessarily the main one's), so
+    under FSDP this runs before each training forward (as DDP's `broadcast_buffers` does), before each checkpoint
+    and before the final save: a resumed run then continues exactly."""
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+
+
+def _broadcast_buffers_before_training_forward(module: torch.nn.Module, inputs: Any) -> None:
+    if module.training:
+        broadcast_buffers_from_main(module)
+
+
 def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: _TrainingData) -> _PreparedTraining:
     """Model, optimizer and loader built and passed through `accelerator.prepare`, then the step plan and the lr
     scheduler (registered for checkpointing, so that `load_checkpoint` restores it)."""
@@ -420,6 +439,8 @@ def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: 
         data.train_dataset, args.per_device_train_batch_size, args.seed, args.num_workers
     )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        model.register_forward_pre_hook(_broadcast_buffers_before_training_forward)
     plan = _plan_steps(args, len(train_loader))
     # Stepped once per optimizer update by us (a prepared scheduler would step once per process), checkpointed.
     scheduler = build_lr_scheduler(optimizer, plan.schedule)
@@ -625,6 +646,8 @@ class _TrainingLoop:
 
     def _save_checkpoint(self) -> None:
         """The full training state (model, optimizer, scheduler, sampler, RNGs, progress), pruned to the limit."""
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            broadcast_buffers_from_main(self.training.model)
         save_checkpoint(
             self.accelerator,
             self.checkpoint_dir,
@@ -667,6 +690,7 @@ def _train_summary(
 
 def _save_results_and_model(
     model: torch.nn.Module,
+    state_dict: dict[str, torch.Tensor],
     data: _TrainingData,
     output_dir: Path,
     summary: dict[str, Any],
@@ -689,7 +713,7 @@ def _save_results_and_model(
         dataset_name=f"`{data.paths.train_annotations}` ({len(data.train_dataset)} annotated frames)",
         dataset_id=dataset_id,
     )
-    _save_final_model(model, data.eval_processor, output_dir, card)
+    _save_final_model(model, state_dict, data.eval_processor, output_dir, card)
     logger.info("saved the model, image processor and model card to %s (%.0f s)", output_dir, train_seconds)
 
 
@@ -739,10 +763,16 @@ def _run_training(args: argparse.Namespace) -> dict[str, Any]:
     if data.validation_set is not None and not args.skip_final_evaluation and final_evaluation_due:
         loop.metrics = loop.evaluate()
     train_seconds = time.perf_counter() - start_time
+    # Every process takes part: under FSDP this gathers the shards into whole weights on the main process.
+    if accelerator.distributed_type == DistributedType.FSDP:
+        broadcast_buffers_from_main(training.model)
+    state_dict = accelerator.get_state_dict(training.model)
     if accelerator.is_main_process:
         summary = _train_summary(args, accelerator, data, training, loop.progress.global_step, train_seconds)
         dataset_id = SYNTHETIC_DATASET_ID if args.synthetic else None
-        _save_results_and_model(unwrapped, data, output_dir, summary, loop.metrics, train_seconds, dataset_id)
+        _save_results_and_model(
+            unwrapped, state_dict, data, output_dir, summary, loop.metrics, train_seconds, dataset_id
+        )
     if args.debug_rank_report:
         _write_rank_report(accelerator, unwrapped, output_dir, loop.progress.global_step)
     accelerator.wait_for_everyone()
