@@ -408,7 +408,7 @@ def _plan_steps(args: argparse.Namespace, batches_per_epoch: int) -> _StepPlan:
     return _StepPlan(steps_per_epoch, max_train_steps, num_epochs, schedule)
 
 
-def broadcast_buffers_from_main(model: torch.nn.Module) -> None:
+def _broadcast_buffers_from_main(model: torch.nn.Module) -> None:
     """Every process takes the main process's buffers (BatchNorm running statistics). FSDP leaves buffers
     unsynchronised, and its sharded checkpoint keeps one process's copy of each (not necessarily the main one's), so
     under FSDP this runs before each training forward (as DDP's `broadcast_buffers` does), before each checkpoint
@@ -419,7 +419,7 @@ def broadcast_buffers_from_main(model: torch.nn.Module) -> None:
 
 def _broadcast_buffers_before_training_forward(module: torch.nn.Module, inputs: Any) -> None:
     if module.training:
-        broadcast_buffers_from_main(module)
+        _broadcast_buffers_from_main(module)
 
 
 def _prepare_training(args: argparse.Namespace, accelerator: Accelerator, data: _TrainingData) -> _PreparedTraining:
@@ -647,7 +647,7 @@ class _TrainingLoop:
     def _save_checkpoint(self) -> None:
         """The full training state (model, optimizer, scheduler, sampler, RNGs, progress), pruned to the limit."""
         if self.accelerator.distributed_type == DistributedType.FSDP:
-            broadcast_buffers_from_main(self.training.model)
+            _broadcast_buffers_from_main(self.training.model)
         save_checkpoint(
             self.accelerator,
             self.checkpoint_dir,
@@ -765,7 +765,7 @@ def _run_training(args: argparse.Namespace) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start_time
     # Every process takes part: under FSDP this gathers the shards into whole weights on the main process.
     if accelerator.distributed_type == DistributedType.FSDP:
-        broadcast_buffers_from_main(training.model)
+        _broadcast_buffers_from_main(training.model)
     state_dict = accelerator.get_state_dict(training.model)
     if accelerator.is_main_process:
         summary = _train_summary(args, accelerator, data, training, loop.progress.global_step, train_seconds)
