@@ -338,3 +338,23 @@ def test_a_full_disk_is_reported_as_such_and_leaves_nothing_half_written(full_di
     assert message.startswith("tevit-hf predict: error: no space left on the device while writing "), message
     assert str(full_disk) in message and len(message.splitlines()) == 1
     assert list(full_disk.iterdir()) == [checkpoints]
+
+
+def test_a_run_that_loses_the_race_to_publish_is_refused_cleanly(tmp_path, monkeypatch):
+    # Another run publishes `out` between this run's last check and its move (seen once in CI as a raw OSError).
+    import tevit_hf.file_utils as file_utils
+    from tevit_hf.errors import OutputExistsError
+
+    destination, real_replace = tmp_path / "out", os.replace
+
+    def other_run_publishes_first(source, target):
+        (destination / "results.json").parent.mkdir(exist_ok=True)
+        (destination / "results.json").write_text("{}")
+        real_replace(source, target)
+
+    monkeypatch.setattr(file_utils.os, "replace", other_run_publishes_first)
+    with pytest.raises(OutputExistsError, match="already holds earlier work"):
+        with file_utils.staged_directory(destination) as staging:
+            (staging / "results.json").write_text("[]")
+    assert (destination / "results.json").read_text() == "{}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

@@ -4,6 +4,7 @@ was."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -69,12 +70,11 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
             the block runs, so no work is wasted, and again before the move).
     """
     destination = Path(destination)
+    taken = f"{destination} already holds earlier work; pass --overwrite to replace it, or choose another folder."
 
     def refuse_existing() -> None:
         if destination.exists() and not overwrite and (not destination.is_dir() or any(destination.iterdir())):
-            raise OutputExistsError(
-                f"{destination} already holds earlier work; pass --overwrite to replace it, or choose another folder."
-            )
+            raise OutputExistsError(taken)
 
     refuse_existing()
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,13 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool = False) ->
             os.replace(staging, destination)
             shutil.rmtree(backup)
         else:
-            os.replace(staging, destination)
+            try:
+                os.replace(staging, destination)
+            except OSError as error:
+                # Another run published its folder between our check and our move.
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise OutputExistsError(taken) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
