@@ -229,14 +229,13 @@ def apply_overrides(settings: BenchmarkSettings, overrides: str) -> BenchmarkSet
 def build_config(settings: BenchmarkSettings) -> TeViTConfig:
     """The config of `settings`: the tiny config, a PVTv2 preset, an official preset (r50, r50_mstrain,
     swin_l_mstrain) or the config of `model_path`."""
-    if settings.onnx_file:
-        from ..export import CONFIG_METADATA_KEY, read_onnx_metadata
+    if settings.model_path is not None:
+        if settings.onnx_file:
+            from ..export import CONFIG_METADATA_KEY, read_onnx_metadata
 
-        config = TeViTConfig.from_dict(read_onnx_metadata(settings.model_path)[CONFIG_METADATA_KEY])
-        for key, value in settings.config_overrides.items():
-            setattr(config, key, value)
-    elif settings.model_path is not None:
-        config = TeViTConfig.from_pretrained(settings.model_path)
+            config = TeViTConfig.from_dict(read_onnx_metadata(settings.model_path)[CONFIG_METADATA_KEY])
+        else:
+            config = TeViTConfig.from_pretrained(settings.model_path)
         for key, value in settings.config_overrides.items():
             setattr(config, key, value)
     elif settings.preset == "tiny":
