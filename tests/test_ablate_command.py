@@ -120,3 +120,35 @@ def test_every_table_row_names_a_variant_and_switches_are_valid():
     for variant in ablate.VARIANTS.values():
         TeViTConfig(**variant.switches)  # raises on an invalid switch
         assert variant.evaluate_from is None or variant.evaluate_from in ablate.VARIANTS
+
+
+def _prepare_after_barrier(barrier, output_dir, train_args, results):
+    barrier.wait()
+    try:
+        ablate._prepare_output_dir(output_dir, train_args, overwrite=False)
+        results.put("ok")
+    except Exception as error:  # reported to the parent, which names it
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_runners_started_side_by_side_share_one_folder(tmp_path):
+    """One runner per seed, started at the same instant on a new folder (as `make ablate-synthetic` does): each one
+    continues the folder another claimed a moment earlier instead of refusing its plan as foreign files."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    train_args = TRAIN_ARGS[1:]
+    for attempt in range(5):
+        output_dir = tmp_path / f"attempt_{attempt}"
+        barrier, results = context.Barrier(6), context.Queue()
+        processes = [
+            context.Process(target=_prepare_after_barrier, args=(barrier, output_dir, train_args, results))
+            for _ in range(6)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert sorted(results.get(timeout=5) for _ in processes) == ["ok"] * 6
+        assert json.loads((output_dir / ablate.PLAN_FILENAME).read_text()) == {"train_args": train_args}
+        assert [path.name for path in output_dir.iterdir()] == [ablate.PLAN_FILENAME]  # no draft left behind

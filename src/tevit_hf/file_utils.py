@@ -24,9 +24,12 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_text_stream(path: str | os.PathLike) -> Iterator[TextIO]:
+def atomic_text_stream(path: str | os.PathLike, exclusive: bool = False) -> Iterator[TextIO]:
     """A text stream to a temporary file in `path`'s folder, moved into place (`os.replace`) when the block ends
-    without error and removed otherwise: readers see the old file or the whole new one, never a part."""
+    without error and removed otherwise: readers see the old file or the whole new one, never a part.
+
+    `exclusive`: publish with `os.link` instead, which raises `FileExistsError` when `path` exists, so of several
+    processes creating the same file at once exactly one succeeds and the file is never replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,7 +40,11 @@ def atomic_text_stream(path: str | os.PathLike) -> Iterator[TextIO]:
             # fsync so a power loss after the rename cannot expose an empty file.
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask (0644 usually)
-        os.replace(temporary, path)
+        if exclusive:
+            os.link(temporary, path)
+            os.remove(temporary)
+        else:
+            os.replace(temporary, path)
     except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -46,16 +53,16 @@ def atomic_text_stream(path: str | os.PathLike) -> Iterator[TextIO]:
         raise
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str, exclusive: bool = False) -> Path:
     """Write `text` to `path` atomically (`atomic_text_stream`)."""
-    with atomic_text_stream(path) as stream:
+    with atomic_text_stream(path, exclusive=exclusive) as stream:
         stream.write(text)
     return Path(path)
 
 
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """`json.dump(payload, indent=2)` to `path`, atomically."""
-    return write_text_atomic(path, json.dumps(payload, indent=2))
+def write_json_atomic(path: str | os.PathLike, payload: Any, exclusive: bool = False) -> Path:
+    """`json.dump(payload, indent=2)` to `path`, atomically (`exclusive`: see `atomic_text_stream`)."""
+    return write_text_atomic(path, json.dumps(payload, indent=2), exclusive=exclusive)
 
 
 @contextlib.contextmanager

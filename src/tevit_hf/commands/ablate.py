@@ -14,6 +14,7 @@ re-evaluate the trained released-model runs instead of training again. The varia
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
@@ -234,24 +235,37 @@ def _check_train_args(train_args: list[str], output_dir: Path) -> list[str]:
 
 
 def _prepare_output_dir(output_dir: Path, train_args: list[str], overwrite: bool) -> None:
-    """Resume an ablation with the same training arguments; refuse anything else unless `overwrite`."""
+    """Resume an ablation with the same training arguments; refuse anything else unless `overwrite`.
+
+    Several runners may start side by side on one folder (one per seed): the first to publish its plan file claims the
+    folder, and the others then find that plan and continue it instead of taking it for foreign files.
+    """
     plan_path = output_dir / PLAN_FILENAME
     if output_dir.exists() and overwrite:
         logger.info("--overwrite: removing the earlier ablation in %s", output_dir)
         shutil.rmtree(output_dir)
-    elif plan_path.is_file():
-        earlier = json.loads(plan_path.read_text())
-        if earlier.get("train_args") != train_args:
-            raise OutputExistsError(
-                f"{output_dir} holds an ablation run with other training arguments ({plan_path}); pass --overwrite "
-                "to start over, or choose another --output-dir"
-            )
-        logger.info("continuing the ablation in %s (finished runs are kept)", output_dir)
-    elif output_dir.exists() and any(output_dir.iterdir()):
-        raise OutputExistsError(
-            f"{output_dir} already holds other files; pass --overwrite to replace them, or choose another folder"
+    if not plan_path.is_file():
+        # A claiming runner writes its plan before anything else, so files beside a missing plan (other than a
+        # plan being written) are foreign.
+        plan_drafts = f".{PLAN_FILENAME}."
+        others = (
+            [path for path in output_dir.iterdir() if not path.name.startswith(plan_drafts)]
+            if output_dir.exists()
+            else []
         )
-    write_json_atomic(plan_path, {"train_args": train_args})
+        if others and not plan_path.is_file():
+            raise OutputExistsError(
+                f"{output_dir} already holds other files; pass --overwrite to replace them, or choose another folder"
+            )
+        with contextlib.suppress(FileExistsError):  # another runner claimed the folder first: its plan stands
+            write_json_atomic(plan_path, {"train_args": train_args}, exclusive=True)
+    earlier = json.loads(plan_path.read_text())
+    if earlier.get("train_args") != train_args:
+        raise OutputExistsError(
+            f"{output_dir} holds an ablation run with other training arguments ({plan_path}); pass --overwrite "
+            "to start over, or choose another --output-dir"
+        )
+    logger.info("ablation in %s (finished runs are kept)", output_dir)
 
 
 def _run_dir(output_dir: Path, name: str, seed: int) -> Path:
