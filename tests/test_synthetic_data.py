@@ -213,3 +213,50 @@ def test_make_synthetic_and_train_py_share_defaults_and_data(tmp_path):
     with pytest.raises(TrainingDataError, match="num_frames: 8 there, 5 asked"):
         prepare_synthetic_data(data, other, is_main_process=True, replace_other=False)
     assert {path: path.stat().st_mtime_ns for path in data.rglob("*")} == before
+
+
+@pytest.mark.parametrize("same_settings", [True, False])
+def test_a_split_published_meanwhile_by_another_run_is_kept(tmp_path, monkeypatch, same_settings):
+    """Side-by-side runs (one ablation runner per seed) generating one --synthetic_dir at once: the run that finishes
+    second keeps and uses the first one's identical split; a different dataset published meanwhile is never replaced."""
+    from tevit_hf.errors import OutputExistsError
+    from tevit_hf.training import data_setup
+
+    data = tmp_path / "data"
+    splits = SyntheticSplits(num_train_videos=2, num_val_videos=1)
+    other = SyntheticSplits(num_train_videos=2, num_val_videos=1, num_frames=5)
+    real_writer = data_setup.write_synthetic_vis_dataset
+    published = {}
+
+    def write_while_another_run_publishes(config, staging):
+        split = Path(staging).parent / ("train" if config.num_videos == 2 else "val")
+        if not published.get(split.name):  # the other run publishes this split while ours is being written
+            published[split.name] = True
+            another = (splits if same_settings else other).configs()[split.name]
+            with data_setup.staged_directory(split) as their_staging:
+                real_writer(another, their_staging)
+            published[split.name] = split.stat().st_ino
+        return real_writer(config, staging)
+
+    monkeypatch.setattr(data_setup, "write_synthetic_vis_dataset", write_while_another_run_publishes)
+    if same_settings:
+        data_setup.prepare_synthetic_data(data, splits, is_main_process=True, replace_other=False)
+        # Their folders stay in place (a reader of them never sees them vanish): the same inodes.
+        assert published == {name: (data / name).stat().st_ino for name in ("train", "val")}
+    else:
+        with pytest.raises(OutputExistsError, match="already holds earlier work"):
+            data_setup.prepare_synthetic_data(data, splits, is_main_process=True, replace_other=False)
+        theirs = data_setup.recorded_config(data / "train")
+        assert not data_setup.config_differences(other.configs()["train"], theirs)  # untouched
+    assert not list(data.glob(".*tmp*")), "no staging folder is left behind"
+
+
+def test_a_synthetic_dir_holding_other_files_is_refused(tmp_path):
+    from tevit_hf.training.data_setup import TrainingDataError, prepare_synthetic_data
+
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingDataError, match=r"data/train holds files that are not a synthetic dataset"):
+        prepare_synthetic_data(data, SyntheticSplits(num_train_videos=2, num_val_videos=1), True, replace_other=False)
+    assert [path.name for path in (data / "train").iterdir()] == ["notes.txt"]

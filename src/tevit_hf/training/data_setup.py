@@ -29,7 +29,7 @@ from ..data.synthetic import (
     write_synthetic_vis_dataset,
 )
 from ..data.youtube_vis import DEFAULT_FRAMES_DIRNAME, VisDatasetInfo, load_youtube_vis
-from ..errors import TeViTError
+from ..errors import OutputExistsError, TeViTError
 from ..file_utils import staged_directory
 from ..image_processing_tevit import TeViTImageProcessor
 
@@ -95,8 +95,23 @@ def prepare_synthetic_data(
                 "options, another --synthetic_dir, or delete that folder"
             )
         logger.info("generating the synthetic %s split (%d videos) in %s", name, config.num_videos, split_root)
-        with staged_directory(split_root, overwrite=True) as staging:
-            write_synthetic_vis_dataset(config, staging)
+        try:
+            # Only the default folder inside an output folder the user agreed to overwrite is replaced. Elsewhere a
+            # split that another process (a side-by-side run) published meanwhile is kept, and used when it is ours.
+            with staged_directory(split_root, overwrite=replace_other) as staging:
+                write_synthetic_vis_dataset(config, staging)
+        except OutputExistsError:
+            published = recorded_config(split_root)
+            if published is None:
+                raise TrainingDataError(
+                    f"{split_root} holds files that are not a synthetic dataset: give another --synthetic_dir, or "
+                    "delete that folder"
+                ) from None
+            if config_differences(config, published):
+                raise
+            logger.info(
+                "another process wrote the same synthetic %s split in %s meanwhile; using it", name, split_root
+            )
     return paths
 
 
