@@ -31,7 +31,7 @@ train-synthetic: install
 		--output_dir outputs/synthetic_model --overwrite_output_dir --config_overrides $(SMALL_OVERRIDES) \
 		--max_train_steps 8400 --warmup_steps 100 --lr_drop_steps 7100 7900 --eval_steps 4200 --checkpointing_steps 2100
 
-# The paper's ablations on the CPU (about 35 minutes, docs/ablations.md): every variant fine-tuned for 300 steps
+# The paper's ablations on the CPU (about 33 minutes, docs/ablations.md): every variant fine-tuned for 300 steps
 # from one shared per-frame QueryInst initialisation (as the paper starts every variant from COCO QueryInst), two
 # seeds side by side, then the tables. Re-running continues: finished steps are kept.
 ABLATION_TRAIN = $(SYNTHETIC_DATA) --synthetic_dir outputs/ablation_data --synthetic_num_val_videos 16 $(SMALL_MODEL) \
