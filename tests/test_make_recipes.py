@@ -1,6 +1,7 @@
 """The Makefile's CPU recipes (`make train-synthetic`, `make ablate-synthetic`) stay valid command lines: every
 training and ablation command they would run parses with today's options (`make -n` prints them without running)."""
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def _commands(target: str) -> list[list[str]]:
     """The shell commands of `target` (split at `;` and `&` too), as words; `make install`'s line left out."""
+    # Without the flags of an enclosing `make test`, so the dry run prints the same lines in and out of make.
+    environment = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     dry_run = subprocess.run(
-        ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}
+        [shutil.which("make"), "-n", target], cwd=REPO, capture_output=True, text=True, check=True, env=environment
     ).stdout
     commands = []
     for line in dry_run.replace("\\\n", " ").splitlines():
