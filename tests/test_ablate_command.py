@@ -105,6 +105,12 @@ def test_reserved_training_arguments_are_refused(tmp_path, capsys, extra, patter
     assert_cli_error(capsys, ablate_argv(tmp_path / "out", "--variants", "tevit") + extra, pattern)
 
 
+def test_missing_initial_weights_are_refused_before_the_folder_is_claimed(tmp_path, capsys):
+    argv = ablate_argv(tmp_path / "out", "--variants", "tevit") + ["--init_from", str(tmp_path / "no_init")]
+    assert_cli_error(capsys, argv, r"--init_from .*no_init: no such file or folder")
+    assert not (tmp_path / "out").exists()
+
+
 def test_other_files_in_the_output_folder_are_not_overwritten(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert_cli_error(capsys, ablate_argv(tmp_path, "--variants", "tevit"), r"already holds other files")

@@ -190,6 +190,14 @@ def test_batch_larger_than_dataset_fails_before_training(tiny_dataset, tmp_path)
         train(parse_arguments(arguments))
 
 
+@pytest.mark.parametrize("option", ["--init_from", "--backbone_init_from"])
+def test_missing_weights_fail_before_any_work(tiny_dataset, tmp_path, option):
+    arguments = _tiny_run_arguments(tiny_dataset, tmp_path / "out", option, str(tmp_path / "no_such_weights"))
+    with pytest.raises(FileNotFoundError, match=rf"{option} .*no_such_weights: no such file or folder"):
+        train(parse_arguments(arguments))
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
 def test_script_reports_bad_arguments_in_one_line_with_exit_status_1(tmp_path):
     result = _run_script(["--output_dir", str(tmp_path), "--train_annotations", str(tmp_path / "missing.json")])
     assert result.returncode == 1, result.stderr[-2000:]

@@ -218,6 +218,7 @@ def _check_train_args(train_args: list[str], output_dir: Path) -> list[str]:
     """Validate the shared training arguments once (with a placeholder output folder) and pin the synthetic data
     folder so that every run reads the same generated videos."""
     from ..training import parse_arguments
+    from ..training.model_setup import check_weight_sources
 
     if not train_args:
         raise TeViTError("give the training arguments after `--`, e.g. `-- --synthetic --model_name_or_path tiny`")
@@ -225,6 +226,7 @@ def _check_train_args(train_args: list[str], output_dir: Path) -> list[str]:
         if any(argument == option or argument.startswith(option + "=") for argument in train_args):
             raise TeViTError(f"training argument {option} is set by the runner for each run; remove it after `--`")
     parsed = parse_arguments([*train_args, "--output_dir", str(output_dir / "runs" / "check")])
+    check_weight_sources(parsed.init_from, parsed.backbone_init_from)
     if parsed.synthetic and parsed.synthetic_dir is None:
         train_args = [*train_args, "--synthetic_dir", str(output_dir / "synthetic_data")]
     if not parsed.synthetic and not parsed.val_annotations:

@@ -165,6 +165,13 @@ def read_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+def check_weight_sources(init_from: str | None, backbone_init_from: str | None) -> None:
+    """Fail before any work (data generation, model build) when a weights path of the command line does not exist."""
+    for option, source in (("--init_from", init_from), ("--backbone_init_from", backbone_init_from)):
+        if source is not None and not Path(source).exists():
+            raise FileNotFoundError(f"{option} {source}: no such file or folder")
+
+
 def load_weights_non_strict(model: torch.nn.Module, source: str | os.PathLike) -> WeightLoadReport:
     """Copy every tensor of `source` whose name and shape match into `model`; report the others."""
     checkpoint = read_state_dict(source)
@@ -209,6 +216,7 @@ __all__ = [
     "available_presets",
     "build_config",
     "build_model",
+    "check_weight_sources",
     "default_weights_source",
     "load_weights_non_strict",
     "parse_config_overrides",

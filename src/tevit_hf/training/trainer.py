@@ -65,6 +65,7 @@ from .model_card import SYNTHETIC_DATASET_ID, render_model_card, write_model_car
 from .model_setup import (
     build_config,
     build_model,
+    check_weight_sources,
     default_weights_source,
     load_weights_non_strict,
     parse_config_overrides,
@@ -744,6 +745,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_training(args: argparse.Namespace) -> dict[str, Any]:
     start_time = time.perf_counter()
+    check_weight_sources(args.init_from, args.backbone_init_from)
     accelerator = _start_accelerator(args)
     output_dir, checkpoint_dir = _prepare_output_dirs(args, accelerator)
     set_seed(args.seed)
