@@ -23,6 +23,11 @@ def current_umask() -> int:
     return umask
 
 
+def is_atomic_draft(path: Path, of: Path) -> bool:
+    """Whether `path` is the temporary file an `atomic_text_stream` to `of` writes before it publishes."""
+    return path.parent == of.parent and path.name.startswith(f".{of.name}.") and path.name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def atomic_text_stream(path: str | os.PathLike, exclusive: bool = False) -> Iterator[TextIO]:
     """A text stream to a temporary file in `path`'s folder, moved into place (`os.replace`) when the block ends
@@ -32,7 +37,7 @@ def atomic_text_stream(path: str | os.PathLike, exclusive: bool = False) -> Iter
     processes creating the same file at once exactly one succeeds and the file is never replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # is_atomic_draft
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             yield stream

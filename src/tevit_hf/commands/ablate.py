@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputExistsError, TeViTError
-from ..file_utils import write_json_atomic, write_text_atomic
+from ..file_utils import is_atomic_draft, write_json_atomic, write_text_atomic
 
 
 logger = logging.getLogger(__name__)
@@ -249,12 +249,8 @@ def _prepare_output_dir(output_dir: Path, train_args: list[str], overwrite: bool
     if not plan_path.is_file():
         # A claiming runner writes its plan before anything else, so files beside a missing plan (other than a
         # plan being written) are foreign.
-        plan_drafts = f".{PLAN_FILENAME}."
-        others = (
-            [path for path in output_dir.iterdir() if not path.name.startswith(plan_drafts)]
-            if output_dir.exists()
-            else []
-        )
+        output_dir.mkdir(parents=True, exist_ok=True)
+        others = [path for path in output_dir.iterdir() if not is_atomic_draft(path, of=plan_path)]
         if others and not plan_path.is_file():
             raise OutputExistsError(
                 f"{output_dir} already holds other files; pass --overwrite to replace them, or choose another folder"
